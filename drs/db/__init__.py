@@ -1,0 +1,1 @@
+"""Database edge: engine creation, schema management (Alembic) and the store."""

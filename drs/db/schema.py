@@ -1,0 +1,72 @@
+"""Schema management through Alembic (the schema is never created any other way)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+import migrations
+from drs.errors import UserError
+from drs.secrets import redact
+
+SCRIPT_LOCATION = str(Path(migrations.__file__).resolve().parent)
+
+
+def alembic_config(engine: Engine) -> AlembicConfig:
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", SCRIPT_LOCATION)
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    script = ScriptDirectory(SCRIPT_LOCATION)
+    head = script.get_current_head()
+    assert head is not None
+    return head
+
+
+def current_revision(engine: Engine) -> str | None:
+    with _db_errors(engine), engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    with _db_errors(engine):
+        command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    with _db_errors(engine):
+        command.downgrade(alembic_config(engine), revision)
+
+
+def require_current(engine: Engine) -> None:
+    """Refuse to work on a database whose schema is not at head (run `drs db upgrade`)."""
+    current = current_revision(engine)
+    if current != head_revision():
+        raise UserError(f"database schema is at {current or 'nothing'}, expected "
+                        f"{head_revision()}: run `drs db upgrade`")
+
+
+class _db_errors:
+    """Turn driver errors (unreachable server, bad password) into one-line UserErrors."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+        if exc is not None and isinstance(exc, OperationalError | SQLAlchemyError):
+            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            url = self.engine.url.render_as_string(hide_password=True)
+            raise UserError(f"database {url}: {redact(detail)}") from None
+        return False
