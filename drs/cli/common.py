@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -12,8 +14,8 @@ from rich.console import Console
 from drs import config as config_mod
 from drs.config import Config
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 class AppContext:
@@ -23,6 +25,10 @@ class AppContext:
         self.config_path = config_path
         self._config: Config | None = None
 
+    def use_config_path(self, path: str) -> None:
+        self.config_path = path
+        self._config = None
+
     @property
     def config(self) -> Config:
         if self._config is None:
@@ -30,7 +36,25 @@ class AppContext:
         return self._config
 
 
-pass_app = click.make_pass_decorator(AppContext)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the AppContext as first argument and accept `--config PATH` on the command too.
+
+    `drs --config X cmd` and `drs cmd --config X` both work; the latter wins.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, command_config: str | None = None, **kwargs: Any) -> Any:
+        app = click.get_current_context().find_object(AppContext)
+        assert app is not None
+        if command_config:
+            app.use_config_path(command_config)
+        return f(app, *args, **kwargs)
+
+    return click.option("--config", "command_config", metavar="PATH",
+                        help="Config file (default ./drs.toml; env DRS_CONFIG).")(wrapper)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 

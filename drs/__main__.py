@@ -1,0 +1,3 @@
+from drs.cli import main
+
+main()

@@ -1,0 +1,69 @@
+"""Database fixtures shared by every store test: SQLite and the real PostgreSQL.
+
+`db_url` is parametrised over both backends. PostgreSQL comes from
+DRS_TEST_POSTGRES_URL (deploy/test.sh starts one); in CI (CI=true) its absence is a
+failure, elsewhere a skip. Each test gets a fresh, empty database at schema head.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+
+from drs.db import schema
+from drs.db.engine import make_engine
+
+PG_ENV = "DRS_TEST_POSTGRES_URL"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def postgres_admin_url() -> str:
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if in_ci():
+            pytest.fail(f"{PG_ENV} is not set: CI must run the store tests on PostgreSQL")
+        pytest.skip(f"{PG_ENV} not set (run through deploy/test.sh)")
+    return url
+
+
+@pytest.fixture
+def fresh_postgres_url() -> Iterator[str]:
+    """A new empty PostgreSQL database for one test, dropped afterwards."""
+    admin_url = postgres_admin_url()
+    name = f"drs_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """URL of an empty database (no schema) on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'drs.sqlite'}"
+    return request.getfixturevalue("fresh_postgres_url")
+
+
+@pytest.fixture
+def db_engine(db_url: str) -> Iterator[Engine]:
+    """An engine on an empty database brought to schema head."""
+    engine = make_engine(db_url)
+    schema.upgrade(engine)
+    yield engine
+    engine.dispose()
