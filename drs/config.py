@@ -39,7 +39,7 @@ class BalancerConfig:
     interval_s: float = 300.0
     cpu_weight: float = 1.0
     mem_weight: float = 1.0
-    window_s: float = 3600.0
+    window_s: float = 14400.0  # demand estimation window (docs/balancer.md)
     max_moves_per_pass: int = 16
     max_moves_per_host: int = 2
     cpu_overcommit_ratio: float = 4.0
@@ -292,6 +292,9 @@ def _collector(s: _Section) -> CollectorConfig:
         rollup_retention_days=s.get("rollup_retention_days", "float", d.rollup_retention_days,
                                     _positive, "a number of days > 0"),
     )
+    if cfg.timeout_s >= cfg.interval_s:
+        raise s.fail("timeout_s", f"expected a number of seconds < interval_s ({cfg.interval_s:g}), "
+                                  "so a hung host cannot delay the next cycle")
     if cfg.rollup_retention_days < cfg.raw_retention_days:
         raise s.fail("rollup_retention_days", "expected a number >= raw_retention_days")
     return cfg

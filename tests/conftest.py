@@ -1,6 +1,103 @@
 """Shared fixtures: databases (tests/support/db.py) and the lab cluster.
 
 Keep the database import below when adding fixtures to this file.
+
+`lab`: one lab cluster for every integration and end-to-end test. It runs 3 libvirtd
+hosts and 6 burning guests, all on the first host (skewed).
+Tests that move guests call `lab.reset_placement()` first (or last) so they can share it.
+Labs take the first free block of addresses from DRS_TEST_LAB_BASE (default 127.0.0.101)
+in steps of 10, so parallel sessions never share one; CI=true turns "cannot run the lab
+here" from a skip into a failure.
 """
 
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
 from tests.support.db import db_engine, db_url, fresh_postgres_url  # noqa: F401
+
+LAB_BASE_ENV = "DRS_TEST_LAB_BASE"
+DEFAULT_TEST_LAB_BASE = "127.0.0.101"
+LAB_FIXTURES = {"lab", "make_lab"}
+
+
+def lab_unavailable() -> str | None:
+    """Why this machine cannot run the lab, or None if it can."""
+    if os.geteuid() != 0:
+        return "the lab needs root"
+    try:
+        import libvirt  # noqa: F401, PLC0415
+    except ImportError:
+        return "python module libvirt missing (pip install libvirt-python)"
+    from drs.lab import prereqs  # noqa: PLC0415
+
+    gone = prereqs.missing()
+    if gone:
+        return "missing " + ", ".join(f"{n.what} ({n.package})" for n in gone)
+    return None
+
+
+def _skip_or_fail(reason: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"the lab must run in CI but cannot: {reason}", pytrace=False)
+    pytest.skip(f"lab cluster unavailable: {reason}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test using a lab fixture carries the `lab` marker (so -m 'not lab' works)."""
+    for item in items:
+        if LAB_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.lab)
+
+
+def _base() -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(os.environ.get(LAB_BASE_ENV) or DEFAULT_TEST_LAB_BASE)
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The shared lab: a drs.lab.Lab (hosts, vms, config_path, where(), migrate(),
+    reset_placement(), cpu_pct(), connect(host), serial_log(vm))."""
+    reason = lab_unavailable()
+    if reason:
+        _skip_or_fail(reason)
+    from drs.lab.pool import up_in_pool  # noqa: PLC0415
+
+    the_lab = up_in_pool("pytest", str(_base()), config_dir=tmp_path_factory.mktemp("lab"))
+    try:
+        yield the_lab
+    finally:
+        the_lab.down()
+
+
+@pytest.fixture(scope="session")
+def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
+    """Start an extra small lab: make_lab(n_hosts=2, n_vms=1, storage="per-host", ...)
+    (keyword arguments of drs.lab.build). Each gets a free name and address block; those
+    still running are taken down at the end of the session. Keep them small: boots cost CPU.
+    """
+    reason = lab_unavailable()
+    if reason:
+        _skip_or_fail(reason)
+    from drs.lab import state  # noqa: PLC0415
+    from drs.lab.pool import up_in_pool  # noqa: PLC0415
+
+    started: list[Any] = []
+
+    def make(**kwargs: Any) -> Any:
+        kwargs.setdefault("n_hosts", 2)
+        kwargs.setdefault("n_vms", 1)
+        extra = up_in_pool("pytest", str(_base()), config_dir=tmp_path_factory.mktemp("lab"),
+                           **kwargs)
+        started.append(extra)
+        return extra
+
+    yield make
+    for extra in started:
+        if state.load(extra.name) is not None:
+            extra.down()

@@ -57,6 +57,7 @@ def test_defaults_when_empty(tmp_path: Path) -> None:
         ('[[hosts]]\nname = "a"\nuri = "qemu:///system"\n[[hosts]]\nname = "a"\n'
          'uri = "qemu:///system"\n', "hosts[1].name", "duplicate"),
         ("[migrator]\nmax_cluster = 0\n", "migrator.max_cluster", ">= 1"),
+        ("[collector]\ninterval_s = 5\ntimeout_s = 5\n", "collector.timeout_s", "< interval_s"),
         ("[migrator]\ncopy_storage = 1\n", "migrator.copy_storage", "true or false"),
         ('[service]\nmetrics_listen = "nowhere"\n', "service.metrics_listen", "address:port"),
         ('[[rules.vm_host]]\nkind = "maybe"\nvms = ["a"]\nhosts = ["h"]\n', "rules.vm_host[0].kind",

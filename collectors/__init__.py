@@ -1,0 +1,1 @@
+"""Collectors: poll libvirt hosts, turn counters into rates (no database code here)."""

@@ -1,0 +1,51 @@
+"""Heartbeats of lab guests: "DRS-HB <counter> <unix time>" lines in the serial log."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+_LINE = re.compile(r"DRS-HB (\d+) (\d+\.\d+)")
+
+
+class Beat(NamedTuple):
+    counter: int
+    timestamp: float  # guest wall clock, unix seconds
+
+
+def parse(text: str) -> list[Beat]:
+    """Every heartbeat in `text`, in order; kernel messages and torn lines are skipped."""
+    return [Beat(int(m.group(1)), float(m.group(2))) for m in _LINE.finditer(text)]
+
+
+def read(path: str | Path) -> list[Beat]:
+    try:
+        return parse(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        return []
+
+
+def last(path: str | Path) -> Beat | None:
+    beats = read(path)
+    return beats[-1] if beats else None
+
+
+def since(beats: Sequence[Beat], t: float) -> list[Beat]:
+    return [b for b in beats if b.timestamp >= t]
+
+
+def max_gap_s(beats: Sequence[Beat]) -> float:
+    """The longest time between consecutive heartbeats (nominally 1.0 s); 0 if < 2 beats."""
+    pairs = zip(beats, beats[1:], strict=False)
+    return max((b.timestamp - a.timestamp for a, b in pairs), default=0.0)
+
+
+def missing_counters(beats: Sequence[Beat]) -> list[int]:
+    """Counters absent from an otherwise consecutive run (a reboot restarts at 1: reported)."""
+    gone: list[int] = []
+    for a, b in zip(beats, beats[1:], strict=False):
+        if b.counter != a.counter + 1:
+            gone.extend(range(a.counter + 1, b.counter) if b.counter > a.counter else [-1])
+    return gone

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from drs.lab import heartbeat
+from drs.lab.heartbeat import Beat
+
+LOG = """[    0.812345] some kernel warning
+DRS-READY burn=20 touch=64 dirty=4 clocksource=tsc
+DRS-HB 1 1700000000.000100
+DRS-HB 2 1700000001.000100
+[    3.1] torn DRS-HB 3 1700000002.000200
+DRS-HB 4 1700000003.400000
+"""
+
+
+def test_parse_skips_noise_and_keeps_order() -> None:
+    beats = heartbeat.parse(LOG)
+    assert [b.counter for b in beats] == [1, 2, 3, 4]
+    assert beats[0] == Beat(1, 1700000000.0001)
+
+
+def test_gap_and_missing_counters() -> None:
+    beats = heartbeat.parse(LOG)
+    assert abs(heartbeat.max_gap_s(beats) - 1.3998) < 1e-6
+    assert heartbeat.missing_counters(beats) == []
+    assert heartbeat.missing_counters([Beat(1, 0.0), Beat(4, 3.0)]) == [2, 3]
+    assert heartbeat.missing_counters([Beat(7, 0.0), Beat(1, 1.0)]) == [-1]  # rebooted
+    assert heartbeat.max_gap_s(beats[:1]) == 0.0
+
+
+def test_read_and_since(tmp_path: Path) -> None:
+    log = tmp_path / "vm.log"
+    assert heartbeat.read(log) == [] and heartbeat.last(log) is None
+    log.write_text(LOG)
+    assert heartbeat.last(log) == Beat(4, 1700000003.4)
+    assert [b.counter for b in heartbeat.since(heartbeat.read(log), 1700000001.5)] == [3, 4]
