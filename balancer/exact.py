@@ -1,0 +1,99 @@
+"""Exact re-planning of tiny clusters: every placement reachable with the same number of
+balancing moves greedy made, scored at once as arrays; the best one whose moves can be
+applied one by one under every hard constraint wins.
+
+Used only when hosts ** movable VMs is at most MAX_PLACEMENTS, where one VM is a large
+share of a host and greedy's myopia costs most.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from balancer.arrays import F64, I64, Bool
+from balancer.constraints import allowed, soft_penalty
+from balancer.state import PlanState
+
+MAX_PLACEMENTS = 20000
+
+
+def _placements(home: I64, n_hosts: int, max_moves: int) -> I64:
+    """(P, movable) host indices of every placement moving at most max_moves VMs."""
+    grid = np.array(list(itertools.product(range(n_hosts), repeat=home.size)), dtype=np.int64)
+    return grid[(grid != home[None, :]).sum(axis=1) <= max_moves]
+
+
+def _weighted_var(loads: F64, eligible: Bool) -> F64:
+    return np.asarray(np.var(loads[:, eligible], axis=1))
+
+
+def _scores(state: PlanState, vms: I64, grid: I64, ceiling: float) -> F64:
+    """Imbalance plus soft-rule penalties of every placement in `grid` (inf where the
+    imbalance alone would exceed `ceiling`)."""
+    c, p = state.cluster, state.policy
+    one_hot = np.zeros((grid.shape[0], vms.size, c.n_hosts))
+    np.put_along_axis(one_hot, grid[:, :, None], 1.0, axis=2)
+    base_cpu = c.host_cpu_cores_used - np.bincount(c.vm_host[vms], c.vm_cpu_cores[vms],
+                                                   minlength=c.n_hosts)
+    base_mem = c.host_mem_demand_mib - np.bincount(c.vm_host[vms], c.vm_mem_demand_mib[vms],
+                                                   minlength=c.n_hosts)
+    cpu = (base_cpu[None, :] + np.einsum("pvh,v->ph", one_hot, c.vm_cpu_cores[vms])) \
+        / np.maximum(c.host_cpu_cores, 1e-9)
+    mem = (base_mem[None, :] + np.einsum("pvh,v->ph", one_hot, c.vm_mem_demand_mib[vms])) \
+        / np.maximum(c.host_mem_mib, 1e-9)
+    total = max(p.cpu_weight + p.mem_weight, 1e-12)
+    var = (p.cpu_weight * _weighted_var(cpu, c.host_eligible)
+           + p.mem_weight * _weighted_var(mem, c.host_eligible)) / total
+    penalty = soft_penalty(state, vms)[np.arange(vms.size)[None, :], grid].sum(axis=1)
+    imb = np.sqrt(np.maximum(var, 0.0))
+    return np.asarray(np.where(imb <= ceiling + 1e-12, imb + penalty, np.inf))
+
+
+def _apply_all(state: PlanState, vms: I64, target: I64) -> dict[int, int] | None:
+    """Apply the moves to `target` in any order each constraint allows, or undo and None."""
+    c = state.cluster
+    pending = [(int(v), int(t)) for v, t in zip(vms, target, strict=True) if c.vm_host[v] != t]
+    done: dict[int, int] = {}
+    while pending:
+        for i, (vm, dest) in enumerate(pending):
+            ok = allowed(state, np.array([vm]))[0, dest]
+            src = int(c.vm_host[vm])
+            if ok and state.in_count[dest] < c.host_max_in[dest] \
+                    and state.out_count[src] < c.host_max_out[src]:
+                done[vm] = src
+                state.apply(vm, dest)
+                pending.pop(i)
+                break
+        else:
+            for vm, src in done.items():
+                state.revert(vm, src)
+            return None
+    return done
+
+
+def exact(state: PlanState, moves: dict[int, int], candidates: Bool,
+          ceiling: float) -> dict[int, int]:
+    """Best placement with at most len(moves) balancing moves and an imbalance at most
+    `ceiling`; `moves` (VM -> source, already applied) is kept when nothing better can be
+    applied."""
+    c = state.cluster
+    vms = np.flatnonzero(candidates | np.isin(np.arange(c.n_vms), list(moves)))
+    if not moves or vms.size == 0 or c.n_hosts ** vms.size > MAX_PLACEMENTS:
+        return moves
+    current = _scores(state, vms, c.vm_host[vms][None, :], np.inf)[0]
+    dests = {vm: int(c.vm_host[vm]) for vm in moves}
+    for vm, src in moves.items():
+        state.revert(vm, src)
+    grid = _placements(c.vm_host[vms], c.n_hosts, len(moves))
+    scores = _scores(state, vms, grid, ceiling)
+    for k in np.argsort(scores, kind="stable").tolist():
+        if scores[k] >= current - 1e-12:
+            break
+        done = _apply_all(state, vms, grid[k])
+        if done is not None:
+            return done
+    for vm in moves:  # greedy's order, in which every move was allowed
+        state.apply(vm, dests[vm])
+    return moves

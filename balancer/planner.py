@@ -1,0 +1,169 @@
+"""plan(snapshot, policy) -> Plan: mandatory moves first, then greedy balancing moves.
+
+Balancing, one move per step while the imbalance is above the target: take the VMs on
+the most loaded hosts (that may still send), evaluate moving each of them to every
+host at once (a (vm, host) array of the resulting imbalance), drop what a hard
+constraint forbids, and keep the move with the largest net gain if that gain pays for
+the migration (cost-benefit). On small clusters the chosen moves are then refined
+(refine.py, exact.py) without adding any. Moves are recorded best first. Deterministic:
+ties go to the lowest index.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from balancer.arrays import I64, Bool, Cluster, build_cluster
+from balancer.constraints import allowed, soft_penalty
+from balancer.exact import exact
+from balancer.mandatory import mandatory_moves
+from balancer.model import ClusterSnapshot, Move, Plan, Policy
+from balancer.refine import refine
+from balancer.rules import resolve
+from balancer.scoring import host_loads, imbalance, moved_imbalance, risk_delta, target_imbalance
+from balancer.state import PlanState, build_state
+
+
+def _source_hosts(state: PlanState) -> I64:
+    """The most loaded eligible hosts that may still send, most loaded first."""
+    c, p = state.cluster, state.policy
+    cpu, mem = host_loads(c)
+    ok = c.host_eligible & (state.out_count < c.host_max_out)
+    if not ok.any():
+        return np.array([], dtype=np.int64)
+    excess = p.cpu_weight * (cpu - cpu[ok].mean()) + p.mem_weight * (mem - mem[ok].mean())
+    excess = np.where(ok, excess, -np.inf)
+    order = np.argsort(-excess, kind="stable")[: p.source_hosts_per_step]
+    return order[np.isfinite(excess[order]) & (excess[order] > 0)]
+
+
+def _shortlist(state: PlanState, vms: I64) -> I64:
+    """At most candidates_per_step VMs: those whose move to the least loaded open host
+    would cut the imbalance most (a cheap 1-column pre-score; ties by index)."""
+    c, p = state.cluster, state.policy
+    if vms.size <= p.candidates_per_step:
+        return vms
+    cpu, mem = host_loads(c)
+    open_hosts = c.host_eligible & (state.in_count < c.host_max_in)
+    if not open_hosts.any():
+        return vms[: p.candidates_per_step]
+    coldest = int(np.argmin(np.where(open_hosts, p.cpu_weight * cpu + p.mem_weight * mem, np.inf)))
+    pre = moved_imbalance(c, p, vms, np.array([coldest]))[:, 0]
+    keep = np.argsort(pre, kind="stable")[: p.candidates_per_step]
+    return vms[np.sort(keep)]
+
+
+def _best_move(state: PlanState, candidates: Bool, current: float) -> tuple[int, int] | None:
+    c, p = state.cluster, state.policy
+    sources = _source_hosts(state)
+    vms = np.flatnonzero(candidates & np.isin(c.vm_host, sources))
+    if vms.size == 0:
+        return None
+    vms = _shortlist(state, vms)
+    ok = allowed(state, vms) & (state.in_count < c.host_max_in)[None, :]
+    after = moved_imbalance(c, p, vms)
+    penalty = soft_penalty(state, vms)
+    here = penalty[np.arange(vms.size), c.vm_host[vms]]
+    n_hosts = max(int(c.host_eligible.sum()), 1)
+    # gain in the sum of squared host-load deviations: comparable across cluster sizes
+    gain = n_hosts * (current**2 - (after + penalty - here[:, None]) ** 2)
+    if p.risk_weight > 0:
+        gain -= p.risk_weight * risk_delta(c, p, vms)
+    net = gain - p.min_gain - p.cost_weight * c.vm_cost_s[vms][:, None]
+    net = np.where(ok & (after < current - 1e-12) & (net > 0), net, -np.inf)
+    flat = int(np.argmax(net))
+    if not np.isfinite(net.flat[flat]):
+        return None
+    k, dest = divmod(flat, c.n_hosts)
+    return int(vms[k]), dest
+
+
+def _reason(c: Cluster, vm: int, src: int, dest: int) -> str:
+    cpu, mem = host_loads(c)
+    return (f"balance: {c.host_names[src]} cpu {cpu[src]:.0%} mem {mem[src]:.0%} -> "
+            f"{c.host_names[dest]} cpu {cpu[dest]:.0%} mem {mem[dest]:.0%} "
+            f"(VM cpu {c.vm_cpu_cores[vm]:.2f} cores)")
+
+
+def _candidates(state: PlanState, moved: set[int]) -> Bool:
+    """VMs balancing may move: not frozen, not in an affinity group, not cooling down,
+    on an eligible host, not already moved by a mandatory move."""
+    c = state.cluster
+    candidates = (~state.rules.frozen & ~state.in_affinity & ~c.vm_cooling
+                  & c.host_eligible[c.vm_host])
+    if moved:
+        candidates[list(moved)] = False
+    return candidates
+
+
+def _greedy(state: PlanState, candidates: Bool, target: float) -> dict[int, int]:
+    """Apply the best move while above target; returns VM -> source host."""
+    c, p = state.cluster, state.policy
+    candidates = candidates.copy()
+    chosen: dict[int, int] = {}
+    while len(chosen) < p.max_moves_per_pass:
+        current = imbalance(c, p)
+        if current <= target:
+            break
+        best = _best_move(state, candidates, current)
+        if best is None:
+            break
+        vm, dest = best
+        chosen[vm] = int(c.vm_host[vm])
+        state.apply(vm, dest)
+        candidates[vm] = False
+    return chosen
+
+
+def _record(state: PlanState, chosen: dict[int, int]) -> list[Move]:
+    """Replay the chosen moves, best first, as Move records with before/after imbalance."""
+    c, p = state.cluster, state.policy
+    dest = {vm: int(c.vm_host[vm]) for vm in chosen}
+    for vm, src in chosen.items():
+        state.revert(vm, src)
+    moves: list[Move] = []
+    left = sorted(chosen)
+    while left:
+        before = imbalance(c, p)
+        after = [float(moved_imbalance(c, p, np.array([vm]), np.array([dest[vm]]))[0, 0])
+                 for vm in left]
+        vm = left.pop(int(np.argmin(after)))
+        src = chosen[vm]
+        reason = _reason(c, vm, src, dest[vm])
+        state.apply(vm, dest[vm])
+        moves.append(Move(vm=c.vm_names[vm], source=c.host_names[src],
+                          destination=c.host_names[dest[vm]], kind="balancing", reason=reason,
+                          imbalance_before=before, imbalance_after=imbalance(c, p),
+                          cost_s=float(c.vm_cost_s[vm])))
+    return moves
+
+
+def balancing_moves(state: PlanState, moved: set[int], target: float) -> list[Move]:
+    candidates = _candidates(state, moved)
+    start = imbalance(state.cluster, state.policy)
+    chosen = refine(state, _greedy(state, candidates, target), candidates, start)
+    chosen = exact(state, chosen, candidates, start)
+    return _record(state, chosen)
+
+
+def plan(snapshot: ClusterSnapshot, policy: Policy) -> Plan:
+    """A pure function of its arguments: the same snapshot and policy give the same plan."""
+    resolved = resolve(snapshot)
+    notes = list(resolved.notes)
+    if not snapshot.hosts:
+        return Plan(moves=(), imbalance_before=0.0, imbalance_after=0.0, target=0.0,
+                    notes=(*notes, "empty cluster: no hosts, nothing to plan"))
+    vms = tuple(snapshot.vms[i] for i in resolved.vm_keep)
+    cluster = build_cluster(snapshot, vms, policy, resolved.vm_host)
+    state = build_state(cluster, resolved, policy)
+    n_eligible = int(cluster.host_eligible.sum())
+    target = target_imbalance(policy.aggressiveness, n_eligible)
+    if n_eligible == 0:
+        notes.append("no eligible host (all in maintenance or stale): nothing can move")
+    before = imbalance(cluster, policy)
+    moved: set[int] = set()
+    mandatory, unmovable = mandatory_moves(state, moved) if n_eligible else ([], [])
+    balancing = balancing_moves(state, moved, target) if n_eligible else []
+    return Plan(moves=(*mandatory, *balancing), imbalance_before=before,
+                imbalance_after=imbalance(cluster, policy), target=target,
+                notes=tuple(notes), unmovable=(*resolved.unmovable, *unmovable))

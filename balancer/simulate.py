@@ -1,0 +1,137 @@
+"""What-if replay of a CPU trace with the semantics of DESIGN.md (`drs simulate`).
+
+Input is an in-memory trace matrix (vms x steps, CPU demand in vCPUs) plus memory
+sizes, so a trace file and a database window can feed it alike. Each step: record the
+metrics of the placement in effect, let the balancer see the samples up to now, apply
+its moves before the next step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from balancer.arrays import F64, I64
+from balancer.demand import DemandEstimator, estimate_demand, estimate_spread
+from balancer.model import ClusterSnapshot, HostState, Policy, VmState
+from balancer.planner import plan
+
+MEMORY_SIZES_MIB = (512, 1024, 2048, 4096)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    hosts: int  # H
+    host_cpu_cores: float = 2.0
+    host_mem_mib: float = 32768.0
+    step_s: float = 300.0
+    window_s: float = 3600.0  # samples the estimator sees (BalancerConfig.window_s)
+    policy: Policy = field(default_factory=Policy)
+    estimator: DemandEstimator = field(default_factory=DemandEstimator)
+
+
+def default_hosts(n_vms: int) -> int:
+    return max(1, math.ceil(n_vms / 10))
+
+
+def memory_sizes_mib(n_vms: int, n_hosts: int) -> F64:
+    """VM i: [512, 1024, 2048, 4096][(i // H) % 4], so the round-robin placement fits."""
+    sizes = np.array(MEMORY_SIZES_MIB, dtype=np.float64)
+    return sizes[(np.arange(n_vms) // n_hosts) % 4]
+
+
+def sim_policy(policy: Policy) -> Policy:
+    """The trace has no vCPU overcommit limit and no memory demand: memory is only the
+    hard fit, CPU the only balanced resource."""
+    return replace(policy, mem_weight=0.0, cpu_weight=1.0, cpu_overcommit_ratio=math.inf)
+
+
+@dataclass
+class _Run:
+    vm_host: I64
+    last_migrated_s: list[float | None]
+    last_source: list[str | None]
+    std: list[float] = field(default_factory=list)
+    max_util: list[float] = field(default_factory=list)
+    overloaded: int = 0
+    hot: int = 0
+    mem_violations: int = 0
+    migrations: int = 0
+    plan_ms: list[float] = field(default_factory=list)
+
+
+def _record(run: _Run, demand: F64, mem_mib: F64, cfg: SimConfig) -> None:
+    load = np.bincount(run.vm_host, demand, minlength=cfg.hosts) / cfg.host_cpu_cores
+    mem = np.bincount(run.vm_host, mem_mib, minlength=cfg.hosts)
+    run.std.append(float(load.std()))
+    run.max_util.append(float(load.max()))
+    run.overloaded += int((load > 1.0).sum())
+    run.hot += int((load > 0.9).sum())
+    run.mem_violations += int((mem > cfg.host_mem_mib).sum())
+
+
+def _snapshot(run: _Run, names: list[str], host_names: list[str], window: F64, mem_mib: F64,
+              cfg: SimConfig, hosts: tuple[HostState, ...], now_s: float) -> ClusterSnapshot:
+    demand = estimate_demand(window, cfg.step_s, cfg.estimator).tolist()
+    spread = estimate_spread(window).tolist()
+    vms = tuple(VmState(name=names[i], host=host_names[int(run.vm_host[i])],
+                        cpu_cores=demand[i], mem_mib=float(mem_mib[i]), cpu_spread_cores=spread[i],
+                        last_migrated_s=run.last_migrated_s[i], last_source=run.last_source[i])
+                for i in range(len(names)))
+    return ClusterSnapshot(hosts=hosts, vms=vms, now_s=now_s)
+
+
+def _metrics(run: _Run, n_vms: int, steps: int, cfg: SimConfig) -> dict[str, float | int]:
+    host_steps = max(cfg.hosts * steps, 1)
+    days = steps * cfg.step_s / 86400.0
+    plan_ms = run.plan_ms or [0.0]
+    return {
+        "imbalance_mean": round(float(np.mean(run.std)), 4),
+        "imbalance_p95": round(float(np.percentile(run.std, 95)), 4),
+        "overload_fraction": round(run.overloaded / host_steps, 4),
+        "hot_fraction": round(run.hot / host_steps, 4),
+        "max_util_p95": round(float(np.percentile(run.max_util, 95)), 4),
+        "migrations": run.migrations,
+        "migrations_per_vm_day": round(run.migrations / max(n_vms * days, 1e-9), 4),
+        "plan_ms_p50": round(float(np.percentile(plan_ms, 50)), 2),
+        "plan_ms_max": round(float(np.max(plan_ms)), 2),
+        "memory_violations": run.mem_violations,
+    }
+
+
+def simulate(trace: F64, mem_mib: F64, cfg: SimConfig, names: list[str] | None = None,
+             progress: Callable[[int], None] | None = None) -> dict[str, float | int]:
+    """Replay `trace` (vms x steps, vCPUs); returns the metrics of DESIGN.md by name."""
+    n_vms, steps = trace.shape
+    names = names or [f"vm{i}" for i in range(n_vms)]
+    host_names = [f"host{h}" for h in range(cfg.hosts)]
+    hosts = tuple(HostState(name=n, cpu_cores=cfg.host_cpu_cores, mem_mib=cfg.host_mem_mib)
+                  for n in host_names)
+    policy = sim_policy(cfg.policy)
+    window = max(1, int(round(cfg.window_s / cfg.step_s)))
+    run = _Run(vm_host=np.arange(n_vms, dtype=np.int64) % cfg.hosts,
+               last_migrated_s=[None] * n_vms, last_source=[None] * n_vms)
+    index = {n: i for i, n in enumerate(names)}
+    for t in range(steps):
+        _record(run, trace[:, t], mem_mib, cfg)
+        if progress is not None:
+            progress(t + 1)
+        if t == steps - 1:
+            break
+        now_s = t * cfg.step_s
+        snapshot = _snapshot(run, names, host_names, trace[:, max(0, t + 1 - window): t + 1],
+                             mem_mib, cfg, hosts, now_s)
+        started = time.perf_counter()
+        result = plan(snapshot, policy)
+        run.plan_ms.append((time.perf_counter() - started) * 1000.0)
+        for move in result.moves:
+            i = index[move.vm]
+            run.vm_host[i] = int(move.destination[4:])
+            run.last_migrated_s[i] = now_s
+            run.last_source[i] = move.source
+        run.migrations += len(result.moves)
+    return _metrics(run, n_vms, steps, cfg)

@@ -1,0 +1,52 @@
+"""Renderers: JSON keys, Markdown table, self-contained HTML."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+from balancer.model import Policy
+from balancer.planner import plan
+from balancer.report import host_loads, render_html, render_json, render_markdown, render_text
+from tests.balancer.builders import skewed
+
+POLICY = Policy(aggressiveness=5, min_gain=0.0, cost_weight=0.0)
+
+
+def test_json_has_the_documented_keys() -> None:
+    result = plan(skewed(), POLICY)
+    data = json.loads(render_json(result))
+    assert {"imbalance_before", "imbalance_after", "target", "moves"} <= set(data)
+    assert data["moves"] and set(data["moves"][0]) >= {
+        "vm", "source", "destination", "reason", "imbalance_before", "imbalance_after", "cost"}
+
+
+def test_json_target_is_null_when_never_balancing() -> None:
+    data = json.loads(render_json(plan(skewed(), replace(POLICY, aggressiveness=1))))
+    assert data["target"] is None and data["moves"] == []
+
+
+def test_host_loads_replay_the_moves() -> None:
+    snap = skewed(n_hosts=3, n_vms=6)
+    rows = host_loads(snap, plan(snap, POLICY))
+    assert rows[0].cpu_before == 6 / 8 and rows[0].cpu_after < rows[0].cpu_before
+    assert sum(r.cpu_after for r in rows) == sum(r.cpu_before for r in rows)
+
+
+def test_markdown_and_text() -> None:
+    snap = skewed()
+    result = plan(snap, POLICY)
+    md = render_markdown(result, snap)
+    assert "| VM | From | To |" in md and "## Host load" in md
+    text = render_text(result)
+    assert text.splitlines()[0].startswith("imbalance ") and "REASON" in text
+
+
+def test_html_is_self_contained_and_escaped() -> None:
+    snap = skewed()
+    evil = replace(snap, vms=tuple(replace(v, name=f"<b>{v.name}</b>") for v in snap.vms))
+    page = render_html(plan(evil, POLICY), evil)
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page
+    assert "<script" not in page and "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "") and "https://" not in page
+    assert "<b>vm" not in page and "&lt;b&gt;vm" in page
