@@ -87,7 +87,7 @@ def moved_imbalance(cluster: Cluster, policy: Policy, vms: I64, dst: I64 | None 
     if w_mem > 0:
         var += w_mem * _moved_variance(mem, cluster.host_mem_mib, eligible,
                                        cluster.vm_mem_demand_mib[vms], src, dst)
-    return np.sqrt(var)
+    return np.sqrt(np.maximum(var, 0.0))  # the incremental form can round below 0
 
 
 def host_risk(load: F64, var: F64, policy: Policy) -> F64:

@@ -64,14 +64,15 @@ class _Run:
     plan_ms: list[float] = field(default_factory=list)
 
 
-def _record(run: _Run, demand: F64, mem_mib: F64, cfg: SimConfig) -> None:
-    load = np.bincount(run.vm_host, demand, minlength=cfg.hosts) / cfg.host_cpu_cores
-    mem = np.bincount(run.vm_host, mem_mib, minlength=cfg.hosts)
+def _record(run: _Run, demand: F64, mem_mib: F64, cpu_cap: F64, mem_cap: F64) -> None:
+    n_hosts = len(cpu_cap)
+    load = np.bincount(run.vm_host, np.nan_to_num(demand), minlength=n_hosts) / cpu_cap
+    mem = np.bincount(run.vm_host, mem_mib, minlength=n_hosts)
     run.std.append(float(load.std()))
     run.max_util.append(float(load.max()))
     run.overloaded += int((load > 1.0).sum())
     run.hot += int((load > 0.9).sum())
-    run.mem_violations += int((mem > cfg.host_mem_mib).sum())
+    run.mem_violations += int((mem > mem_cap).sum())
 
 
 def _snapshot(run: _Run, names: list[str], host_names: list[str], window: F64, mem_mib: F64,
@@ -85,8 +86,9 @@ def _snapshot(run: _Run, names: list[str], host_names: list[str], window: F64, m
     return ClusterSnapshot(hosts=hosts, vms=vms, now_s=now_s)
 
 
-def _metrics(run: _Run, n_vms: int, steps: int, cfg: SimConfig) -> dict[str, float | int]:
-    host_steps = max(cfg.hosts * steps, 1)
+def _metrics(run: _Run, n_vms: int, n_hosts: int, steps: int, cfg: SimConfig
+             ) -> dict[str, float | int]:
+    host_steps = max(n_hosts * steps, 1)
     days = steps * cfg.step_s / 86400.0
     plan_ms = run.plan_ms or [0.0]
     return {
@@ -104,20 +106,31 @@ def _metrics(run: _Run, n_vms: int, steps: int, cfg: SimConfig) -> dict[str, flo
 
 
 def simulate(trace: F64, mem_mib: F64, cfg: SimConfig, names: list[str] | None = None,
-             progress: Callable[[int], None] | None = None) -> dict[str, float | int]:
-    """Replay `trace` (vms x steps, vCPUs); returns the metrics of DESIGN.md by name."""
+             progress: Callable[[int], None] | None = None,
+             hosts: tuple[HostState, ...] | None = None,
+             initial_host: I64 | None = None) -> dict[str, float | int]:
+    """Replay `trace` (vms x steps, cores; NaN = VM absent); returns DESIGN.md's metrics.
+
+    By default the hosts are cfg.hosts identical ones and VM i starts on host i mod H
+    (the PlanetLab semantics); a recorded history passes its own hosts and placement.
+    """
     n_vms, steps = trace.shape
     names = names or [f"vm{i}" for i in range(n_vms)]
-    host_names = [f"host{h}" for h in range(cfg.hosts)]
-    hosts = tuple(HostState(name=n, cpu_cores=cfg.host_cpu_cores, mem_mib=cfg.host_mem_mib)
-                  for n in host_names)
+    if hosts is None:
+        hosts = tuple(HostState(name=f"host{h}", cpu_cores=cfg.host_cpu_cores,
+                                mem_mib=cfg.host_mem_mib) for h in range(cfg.hosts))
+    host_names = [h.name for h in hosts]
+    host_index = {n: i for i, n in enumerate(host_names)}
+    cpu_cap = np.array([h.cpu_cores for h in hosts], dtype=np.float64)
+    mem_cap = np.array([h.mem_mib for h in hosts], dtype=np.float64)
     policy = sim_policy(cfg.policy)
     window = max(1, int(round(cfg.window_s / cfg.step_s)))
-    run = _Run(vm_host=np.arange(n_vms, dtype=np.int64) % cfg.hosts,
-               last_migrated_s=[None] * n_vms, last_source=[None] * n_vms)
+    start = (np.arange(n_vms, dtype=np.int64) % len(hosts) if initial_host is None
+             else np.asarray(initial_host, dtype=np.int64).copy())
+    run = _Run(vm_host=start, last_migrated_s=[None] * n_vms, last_source=[None] * n_vms)
     index = {n: i for i, n in enumerate(names)}
     for t in range(steps):
-        _record(run, trace[:, t], mem_mib, cfg)
+        _record(run, trace[:, t], mem_mib, cpu_cap, mem_cap)
         if progress is not None:
             progress(t + 1)
         if t == steps - 1:
@@ -130,8 +143,8 @@ def simulate(trace: F64, mem_mib: F64, cfg: SimConfig, names: list[str] | None =
         run.plan_ms.append((time.perf_counter() - started) * 1000.0)
         for move in result.moves:
             i = index[move.vm]
-            run.vm_host[i] = int(move.destination[4:])
+            run.vm_host[i] = host_index[move.destination]
             run.last_migrated_s[i] = now_s
             run.last_source[i] = move.source
         run.migrations += len(result.moves)
-    return _metrics(run, n_vms, steps, cfg)
+    return _metrics(run, n_vms, len(hosts), steps, cfg)

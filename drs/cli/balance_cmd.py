@@ -19,7 +19,10 @@ from balancer.planner import plan
 from balancer.simulate import SimConfig, default_hosts, memory_sizes_mib, simulate
 from balancer.synthetic import synthetic_cluster
 from balancer.trace import load_planetlab
-from drs.cli.common import console, err_console, json_option, print_json
+from drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
+from drs.db import schema
+from drs.db.engine import make_engine
+from drs.db.history import load_history, parse_time
 from drs.config import BalancerConfig, Config
 from drs.errors import UserError
 from drs.policy import policy_from_config
@@ -67,19 +70,52 @@ def _metrics_table(title: str, metrics: dict[str, float | int]) -> Table:
 
 
 @click.command("simulate")
-@click.option("--trace", "trace_dir", required=True, metavar="DIR",
+@click.option("--trace", "trace_dir", metavar="DIR",
               type=click.Path(file_okay=False, path_type=str),
               help="PlanetLab trace directory: one file per VM, one CPU percent per line.")
+@click.option("--from-db", is_flag=True,
+              help="Replay the cluster's own recorded samples (what-if on real history).")
+@click.option("--since", default="24h", show_default=True,
+              help="--from-db: start (ISO time, a duration ago such as 6h, or epoch seconds).")
+@click.option("--until", default="now", show_default=True, help="--from-db: end.")
 @click.option("--hosts", type=click.IntRange(min=1), default=None,
-              help="Number of hosts (default ceil(VMs / 10)).")
+              help="--trace: number of hosts (default ceil(VMs / 10)).")
 @click.option("--aggressiveness", type=click.IntRange(1, 5), default=None,
-              help="1 = mandatory moves only .. 5 = chase the smallest imbalance (default 3).")
+              help="1 = mandatory moves only .. 5 = chase the smallest imbalance "
+                   "(default: the config's, 3).")
 @click.option("--max-moves-per-host", type=click.IntRange(min=1), default=None,
               help="Moves per host per step, as source and as destination (default 2).")
 @json_option
-def simulate_cmd(trace_dir: str, hosts: int | None, aggressiveness: int | None,
-                 max_moves_per_host: int | None, as_json: bool) -> None:
-    """Replay a CPU trace with the balancer in the loop and print quality metrics."""
+@pass_app
+def simulate_cmd(app: AppContext, trace_dir: str | None, from_db: bool, since: str, until: str,
+                 hosts: int | None, aggressiveness: int | None, max_moves_per_host: int | None,
+                 as_json: bool) -> None:
+    """Replay a CPU trace (or the recorded history) with the balancer in the loop and print
+    quality metrics."""
+    if bool(trace_dir) == from_db:
+        raise UserError("give exactly one of --trace DIR and --from-db")
+    if from_db:
+        if hosts is not None:
+            raise UserError("--hosts applies to --trace only: --from-db uses the configured hosts")
+        policy, run = _from_db(app, since, until)
+    else:
+        policy, run = default_policy(), _from_trace(str(trace_dir), hosts)
+    if aggressiveness is not None:
+        policy = replace(policy, aggressiveness=aggressiveness)
+    if max_moves_per_host is not None:
+        policy = replace(policy, max_moves_per_host=max_moves_per_host)
+    title, trace, mem_mib, names, n_hosts, sim_hosts, initial, window_s = run
+    cfg = SimConfig(hosts=n_hosts, policy=policy, window_s=window_s)
+    with _progress(trace.shape[1], "simulating") as progress:
+        metrics = simulate(trace, mem_mib, cfg, names, progress, sim_hosts, initial)
+    if as_json:
+        print_json(metrics)
+        return
+    console.print(_metrics_table(f"{title}: {len(names)} VMs on {cfg.hosts} hosts, "
+                                 f"{trace.shape[1]} steps", metrics))
+
+
+def _from_trace(trace_dir: str, hosts: int | None):  # type: ignore[no-untyped-def]
     names, trace = load_planetlab(trace_dir)
     n_hosts = hosts or default_hosts(len(names))
     mem_mib = memory_sizes_mib(len(names), n_hosts)
@@ -88,19 +124,18 @@ def simulate_cmd(trace_dir: str, hosts: int | None, aggressiveness: int | None,
         raise UserError(f"--hosts {n_hosts}: too few hosts for {len(names)} VMs (the initial "
                         f"placement needs {placed_mib.max():.0f} MiB on one host, hosts have "
                         f"{SimConfig(hosts=n_hosts).host_mem_mib:.0f})")
-    policy = default_policy()
-    if aggressiveness is not None:
-        policy = replace(policy, aggressiveness=aggressiveness)
-    if max_moves_per_host is not None:
-        policy = replace(policy, max_moves_per_host=max_moves_per_host)
-    cfg = SimConfig(hosts=n_hosts, policy=policy, window_s=BalancerConfig().window_s)
-    with _progress(trace.shape[1], "simulating") as progress:
-        metrics = simulate(trace, mem_mib, cfg, names, progress)
-    if as_json:
-        print_json(metrics)
-        return
-    console.print(_metrics_table(f"{trace_dir}: {len(names)} VMs on {n_hosts} hosts, "
-                                 f"{trace.shape[1]} steps", metrics))
+    return trace_dir, trace, mem_mib, names, n_hosts, None, None, BalancerConfig().window_s
+
+
+def _from_db(app: AppContext, since: str, until: str):  # type: ignore[no-untyped-def]
+    cfg = app.config
+    engine = make_engine(cfg.database_url)
+    schema.require_current(engine)
+    since_s, until_s = parse_time(since, "--since"), parse_time(until, "--until")
+    hist = load_history(engine, cfg, since_s, until_s)
+    run = ("recorded history", hist.cpu_cores, hist.mem_mib, hist.names, len(hist.hosts),
+           hist.hosts, hist.initial_host, cfg.balancer.window_s)
+    return policy_from_config(cfg), run
 
 
 @click.group("bench")

@@ -41,7 +41,7 @@ def cpu_features(cpu_xml: str | None) -> frozenset[str]:
     )
 
 
-def _hosts(session: Session, cfg: Config) -> tuple[HostState, ...]:
+def configured_hosts(session: Session, cfg: Config) -> tuple[HostState, ...]:
     rows = {h.name: h for h in session.scalars(select(Host))}
     states = {s.host_name: s.state for s in session.scalars(select(HostStateRow))}
     hosts = []
@@ -121,7 +121,7 @@ def load_snapshot(engine: Engine, cfg: Config, now_s: float | None = None,
     estimator = estimator or DemandEstimator()
     bucket_s = max(BUCKET_S, cfg.collector.interval_s)
     with Session(engine) as session:
-        hosts = _hosts(session, cfg)
+        hosts = configured_hosts(session, cfg)
         host_names = {h.id: h.name for h in session.scalars(select(Host))}
         configured = {h.name for h in hosts}
         vms = [v for v in session.scalars(
