@@ -6,7 +6,7 @@ import libvirt
 import pytest
 
 from collectors.hypervisor import HostUnavailable
-from collectors.libvirt_source import NOWAIT, LibvirtSource, host_cpu, parse_domain
+from collectors.libvirt_source import VCPU_REFRESH_POLLS, NOWAIT, LibvirtSource, host_cpu, parse_domain
 
 CAPS = """<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch>
 <model>Skylake-Client-IBRS</model>
@@ -14,8 +14,14 @@ CAPS = """<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch>
 
 
 class FakeDom:
-    def __init__(self, uuid: str, name: str) -> None:
+    def __init__(self, uuid: str, name: str, vcpus: int = 2) -> None:
         self._uuid, self._name = uuid, name
+        self.vcpus = vcpus
+        self.vcpu_calls = 0
+
+    def vcpusFlags(self, flags: int) -> int:  # noqa: N802 - libvirt's name
+        self.vcpu_calls += 1
+        return self.vcpus
 
     def UUIDString(self) -> str:  # noqa: N802 - libvirt's name
         return self._uuid
@@ -132,3 +138,16 @@ def test_libvirt_test_driver() -> None:
     src.poll()
     assert src.opens == 1
     src.close()
+
+
+def test_vcpu_count_is_asked_once_then_refreshed() -> None:
+    dom = FakeDom("u1", "vm1", vcpus=3)
+    src = LibvirtSource("h1", "qemu+tcp://x/system", open_fn=lambda uri: FakeConn([(dom, RECORD)]))
+    assert src.poll().domains[0].vcpus == 3
+    for _ in range(5):
+        src.poll()
+    assert dom.vcpu_calls == 1  # cached between refreshes
+    dom.vcpus = 4  # hot-plugged
+    for _ in range(VCPU_REFRESH_POLLS):
+        last = src.poll()
+    assert last.domains[0].vcpus == 4 and dom.vcpu_calls == 2

@@ -1,0 +1,1 @@
+"""Live migration of VMs between libvirt hosts under shared concurrency limits."""

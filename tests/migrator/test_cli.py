@@ -1,0 +1,75 @@
+"""`drs migrate` and `drs jobs` against the in-memory fake hypervisor and a SQLite file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from drs.cli import cli
+from drs.db import schema
+from drs.db.engine import make_engine
+from tests.migrator.fakes import FakeHypervisor
+
+JOB_KEYS = {"id", "vm", "source", "destination", "state", "started_at", "finished_at",
+            "downtime_ms", "bytes", "error"}
+
+
+@pytest.fixture
+def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, FakeHypervisor]:
+    db = tmp_path / "drs.sqlite"
+    schema.upgrade(make_engine(f"sqlite:///{db}"))
+    path = tmp_path / "drs.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{db}"\n'
+                    '[[hosts]]\nname = "h1"\nuri = "qemu+tcp://h1/system"\n'
+                    '[[hosts]]\nname = "h2"\nuri = "qemu+tcp://h2/system"\n')
+    hv = FakeHypervisor(["h1", "h2"])
+    hv.add_vm("h1", "web")
+    monkeypatch.setattr("drs.migration.LibvirtHypervisor", lambda *_a, **_k: hv)
+    return str(path), hv
+
+
+def run(path: str, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", path, *args])
+    return result.exit_code, result.output
+
+
+def test_migrate_then_jobs_json(setup: tuple[str, FakeHypervisor]) -> None:
+    path, hv = setup
+    code, out = run(path, "migrate", "web", "--to", "h2")
+    assert code == 0, out
+    assert "succeeded" in out and "downtime 42 ms" in out
+    assert hv.where("web") == ["h2"]
+    code, out = run(path, "jobs", "--json")
+    [job] = json.loads(out)
+    assert set(job) == JOB_KEYS
+    assert (job["vm"], job["source"], job["destination"], job["state"]) == (
+        "web", "h1", "h2", "succeeded")
+    assert job["downtime_ms"] == 42.0 and job["started_at"].endswith("Z")
+
+
+def test_check_only_prints_every_check_and_moves_nothing(
+        setup: tuple[str, FakeHypervisor]) -> None:
+    path, hv = setup
+    hv.hosts["h2"].free_mem_mib = 10
+    code, out = run(path, "migrate", "web", "--to", "h2", "--check-only")
+    assert code == 1
+    for name in ("vm_on_source", "destination", "memory", "cpu", "disks", "networks"):
+        assert name in out
+    assert "not_enough_memory" in out
+    assert hv.migrations == [] and hv.where("web") == ["h1"]
+
+
+def test_usage_errors_exit_2(setup: tuple[str, FakeHypervisor]) -> None:
+    path, _ = setup
+    assert run(path, "migrate", "nope", "--to", "h2")[0] == 2
+    assert run(path, "migrate", "web", "--to", "h9")[0] == 2
+    assert run(path, "migrate", "web", "--to", "h1")[0] == 2
+
+
+def test_maintenance_exit_marks_host_active(setup: tuple[str, FakeHypervisor]) -> None:
+    path, _ = setup
+    code, out = run(path, "maintenance", "exit", "h1")
+    assert code == 0 and "h1 is active" in out

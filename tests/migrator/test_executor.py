@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+from migrator.executor import Executor
+from migrator.hypervisor import DomainRunState
+from migrator.model import JobState, MigrationOptions, MoveRequest
+from tests.migrator.fakes import Behaviour, FakeHypervisor, MemoryJobStore
+
+FAST = MigrationOptions(poll_interval_s=0.01, timeout_s=5, stall_timeout_s=5)
+
+
+def setup(options: MigrationOptions = FAST) -> tuple[FakeHypervisor, MemoryJobStore, Executor]:
+    hv = FakeHypervisor(["h1", "h2"])
+    hv.add_vm("h1", "a")
+    store = MemoryJobStore()
+    return hv, store, Executor(hv, store, options)
+
+
+def admitted(store: MemoryJobStore, copy: bool = False):  # type: ignore[no-untyped-def]
+    from migrator.admission import Limits  # noqa: PLC0415
+
+    store.enqueue([MoveRequest("a", "h1", "h2", copy_storage=copy)], "me")
+    job = store.admit(Limits(), "me", None).admitted
+    assert job is not None
+    return job
+
+
+def test_success_records_progress_downtime_and_moves_vm() -> None:
+    hv, store, ex = setup()
+    hv.behaviour["a"] = Behaviour(duration_s=0.1, downtime_ms=37)
+    job = admitted(store)
+    seen = []
+    outcome = ex.run(job, lambda j, p: seen.append(p.percent))
+    assert outcome.state is JobState.SUCCEEDED, outcome.error
+    assert hv.where("a") == ["h2"]
+    row = store.get(job.id)
+    assert row.state is JobState.SUCCEEDED and row.downtime_ms == 37 and row.total_ms
+    assert seen and store.progress
+    assert [e[1] for e in store.events] == ["migration.start", "migration.succeeded"]
+
+
+def test_failed_check_skips_without_migrating() -> None:
+    hv, store, ex = setup()
+    store.maintenance.add("h2")
+    job = admitted(store)
+    outcome = ex.run(job)
+    assert outcome.state is JobState.SKIPPED
+    assert outcome.error and outcome.error.startswith("destination_in_maintenance:")
+    assert hv.migrations == [] and hv.where("a") == ["h1"]
+
+
+def test_libvirt_failure_keeps_vm_on_source_and_removes_leftover() -> None:
+    hv, store, ex = setup()
+    hv.behaviour["a"] = Behaviour(fail="Unable to read from monitor: Connection reset by peer")
+    hv.add_vm("h2", "other")
+    job = admitted(store)
+    # a paused incoming copy the failed migration left on the destination
+    original = hv.migrate
+
+    def migrate_leaving_copy(*args, **kw):  # type: ignore[no-untyped-def]
+        hv.add_vm("h2", "a", state=DomainRunState.PAUSED)
+        original(*args, **kw)
+
+    hv.migrate = migrate_leaving_copy  # type: ignore[method-assign]
+    outcome = ex.run(job)
+    assert outcome.state is JobState.FAILED
+    assert outcome.error and "Connection reset by peer" in outcome.error
+    assert "removed the leftover" in outcome.error
+    assert hv.where("a") == ["h1"]
+
+
+def test_stall_aborts() -> None:
+    hv, store, ex = setup(MigrationOptions(poll_interval_s=0.01, timeout_s=30,
+                                           stall_timeout_s=0.2))
+    hv.behaviour["a"] = Behaviour(stall=True)
+    outcome = ex.run(admitted(store))
+    assert outcome.state is JobState.ABORTED
+    assert outcome.error and outcome.error.startswith("stalled")
+    assert hv.aborted == ["a"] and hv.where("a") == ["h1"]
+
+
+def test_timeout_aborts_a_migration_that_never_converges() -> None:
+    hv, store, ex = setup(MigrationOptions(poll_interval_s=0.01, timeout_s=0.3,
+                                           stall_timeout_s=30))
+    hv.behaviour["a"] = Behaviour(hang=True)
+    outcome = ex.run(admitted(store))
+    assert outcome.state is JobState.ABORTED
+    assert outcome.error and outcome.error.startswith("timeout")
+    assert hv.where("a") == ["h1"]
+
+
+def test_postcopy_switch_after_n_iterations_and_no_abort_after() -> None:
+    hv, store, ex = setup(MigrationOptions(poll_interval_s=0.01, postcopy_after_iterations=2,
+                                           timeout_s=0.15, stall_timeout_s=30))
+    hv.behaviour["a"] = Behaviour(duration_s=0.5)
+    outcome = ex.run(admitted(store))
+    assert hv.postcopy == ["a"]
+    assert outcome.state is JobState.SUCCEEDED  # post-copy cannot be aborted: timeout ignored
+
+
+def test_options_reach_libvirt_with_copy_storage_per_job() -> None:
+    hv, store, ex = setup()
+    ex.run(admitted(store, copy=True))
+    assert hv.migrations[0][3].copy_storage is True
+    assert hv.migrations[0][3].max_downtime_ms == 300
