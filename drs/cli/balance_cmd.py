@@ -20,10 +20,10 @@ from balancer.simulate import SimConfig, default_hosts, memory_sizes_mib, simula
 from balancer.synthetic import synthetic_cluster
 from balancer.trace import load_planetlab
 from drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
+from drs.config import BalancerConfig, Config
 from drs.db import schema
 from drs.db.engine import make_engine
 from drs.db.history import load_history, parse_time
-from drs.config import BalancerConfig, Config
 from drs.errors import UserError
 from drs.policy import policy_from_config
 

@@ -6,8 +6,7 @@ import dataclasses
 
 import click
 
-from drs.cli.common import console, json_option, pass_app, print_json
-from drs.cli.common import AppContext
+from drs.cli.common import AppContext, console, json_option, pass_app, print_json
 from drs.secrets import redact
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from sqlalchemy import Engine, Integer, cast, func, select
@@ -47,7 +47,7 @@ def parse_time(text: str, option: str, now_s: float | None = None) -> float:
         raise UserError(f"{option} {text!r}: expected an ISO time (2026-11-27T10:00), a "
                         "duration ago (90m, 2h, 7d), `now` or epoch seconds") from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return moment.timestamp()
 
 
@@ -77,7 +77,7 @@ def _first_hosts(session: Session, since_s: float, until_s: float) -> dict[int, 
                  .where(ts_col >= since_s, ts_col < until_s).group_by(model.vm_id).subquery())
         rows = session.execute(select(model.vm_id, model.host_id, ts_col)
                                .join(first, (model.vm_id == first.c.vm_id) & (ts_col == first.c.t)))
-        for vm_id, host_id, ts in sorted(rows, key=lambda r: r[2]):
+        for vm_id, host_id, _ts in sorted(rows, key=lambda r: r[2]):
             found.setdefault(vm_id, host_id)
     return found
 

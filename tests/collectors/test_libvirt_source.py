@@ -6,7 +6,13 @@ import libvirt
 import pytest
 
 from collectors.hypervisor import HostUnavailable
-from collectors.libvirt_source import VCPU_REFRESH_POLLS, NOWAIT, LibvirtSource, host_cpu, parse_domain
+from collectors.libvirt_source import (
+    NOWAIT,
+    VCPU_REFRESH_POLLS,
+    LibvirtSource,
+    host_cpu,
+    parse_domain,
+)
 
 CAPS = """<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch>
 <model>Skylake-Client-IBRS</model>

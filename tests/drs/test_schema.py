@@ -63,7 +63,7 @@ def test_cli_upgrade_creates_sqlite_file_0600_in_wal_mode(tmp_path: Path) -> Non
         assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
     assert schema.current_revision(engine) == schema.head_revision()
     result = CliRunner().invoke(cli, ["db", "current", "--json", "--config", str(cfg)])
-    assert '"current": "%s"' % schema.head_revision() in result.output
+    assert f'"current": "{schema.head_revision()}"' in result.output
     result = CliRunner().invoke(cli, ["db", "downgrade", "base", "--config", str(cfg)])
     assert result.exit_code == 0 and "base" in result.output
 

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from drs import config
 from drs.cli import cli
-from drs.db.engine import make_engine
 from drs.db import schema
+from drs.db.engine import make_engine
 from drs.db.history import load_history, parse_time
 from drs.db.models import Host, Vm, VmSample, VmSampleRollup
 from drs.errors import UserError
