@@ -131,7 +131,10 @@ class Collector:
                 hosts.append(self._host_reading(polls[source.name], per_host[source.name]))
             else:
                 hosts.append(HostReading(source.name, False, errors[source.name], wall_s))
-        self.rates.forget_idle(self._mono(), max_age_s=max(3600.0, 10 * self.timeout_s))
+        # Age on the clock the readings were taken with (the polls'), not a second clock.
+        newest_s = max((p.mono_s for p in polls.values()), default=None)
+        if newest_s is not None:
+            self.rates.forget_idle(newest_s, max_age_s=max(3600.0, 10 * self.timeout_s))
         return CycleResult(wall_s, tuple(hosts), tuple(vms),
                            (self._mono() - start_mono) * 1000.0)
 

@@ -16,6 +16,7 @@ from drs.cli.common import AppContext, console, json_option, pass_app, print_jso
 from drs.collect import CollectJob, summary_line
 from drs.db import schema
 from drs.db.engine import make_engine
+from drs.db.snapshot import stale_after_s
 from drs.db.status import HostView, cluster_imbalance, load_hosts, load_vms, target_imbalance
 from drs.errors import UserError
 from drs.secrets import redact
@@ -117,8 +118,7 @@ def status_data(app: AppContext, window_s: float | None, now_s: float | None = N
     c = cfg.collector
     window = window_s if window_s is not None else max(3 * c.interval_s, 60.0)
     configured = {h.name for h in cfg.hosts}
-    stale_after_s = 2 * c.interval_s + c.timeout_s
-    hosts = [h for h in load_hosts(engine, now, window, stale_after_s)
+    hosts = [h for h in load_hosts(engine, now, window, stale_after_s(cfg))
              if h.name in configured or not configured]
     vms = load_vms(engine, now, window)
     engine.dispose()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
+import time
 
 import click
 
@@ -94,6 +96,7 @@ def serve(app: AppContext, mode: str | None, collect_interval_s: float | None,
         service = Service(cfg, engine, opts)
     except OSError as exc:
         raise UserError(f"cannot start: {exc}") from None
+    _exit_at_end_of_grace(service.stop_signal.event, service.cfg.service.shutdown_grace_s)
     try:
         report = service.run_until_signal()
     except OSError as exc:  # e.g. the metrics port is taken
@@ -107,6 +110,27 @@ def serve(app: AppContext, mode: str | None, collect_interval_s: float | None,
         # its job row stays `running` and the next start reconciles it from libvirt.
         logging.shutdown()
         os._exit(0)
+
+
+def _exit_at_end_of_grace(stop: threading.Event, grace_s: float) -> None:
+    """The grace period is a promise: whatever is still blocked when it ends (a libvirt
+    call that does not return, a database that does not answer), the process exits then.
+    Job rows left `running` are reconciled from libvirt by the next start."""
+
+    from drs.service.shutdown import exit_margin_s  # noqa: PLC0415
+
+    def watchdog() -> None:
+        stop.wait()
+        # the orderly shutdown ends exit_margin_s before the grace period; this fires
+        # half-way into that margin, so even a blocked exit stays within the period
+        time.sleep(max(0.0, grace_s - exit_margin_s(grace_s) / 2))
+        logging.getLogger("drs.serve").warning(
+            "grace period of %g s over with work still blocked: exiting now; the next start "
+            "reconciles any migration job left running", grace_s)
+        logging.shutdown()
+        os._exit(0)
+
+    threading.Thread(target=watchdog, name="grace-watchdog", daemon=True).start()
 
 
 def _check_listen(value: str) -> None:

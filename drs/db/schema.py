@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
+from alembic.util import CommandError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
@@ -37,14 +42,46 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+def check_revision(revision: str) -> str:
+    """A revision argument Alembic can resolve (head, base, -N/+N or a known id), else a
+    one-line UserError: checked before the database is opened, so nothing is written."""
+    expected = "expected head, base, -N, +N or a revision id of this release"
+    if not revision or revision != revision.strip() or not revision.isprintable():
+        raise UserError(f"revision {revision!r}: {expected}")
+    if revision in ("head", "heads", "base") or re.fullmatch(r"[+-]\d{1,6}", revision):
+        return revision
+    try:
+        found = ScriptDirectory(SCRIPT_LOCATION).get_revision(revision)
+    except (CommandError, RevisionError, ValueError, KeyError) as exc:
+        raise UserError(f"revision {revision!r}: {_first_line(exc)}; {expected}") from None
+    if found is None:
+        raise UserError(f"revision {revision!r}: {expected}")
+    return revision
+
+
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    with _db_errors(engine):
+    check_revision(revision)
+    with _db_errors(engine), _revision_errors(revision):
         command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
-    with _db_errors(engine):
+    check_revision(revision)
+    with _db_errors(engine), _revision_errors(revision):
         command.downgrade(alembic_config(engine), revision)
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+@contextmanager
+def _revision_errors(revision: str) -> Iterator[None]:
+    """Alembic's errors about revisions (e.g. -5 below base) as one-line UserErrors."""
+    try:
+        yield
+    except (CommandError, RevisionError) as exc:
+        raise UserError(f"revision {revision!r}: {_first_line(exc)}") from None
 
 
 def require_current(engine: Engine) -> None:

@@ -41,7 +41,15 @@ def cpu_features(cpu_xml: str | None) -> frozenset[str]:
     )
 
 
-def configured_hosts(session: Session, cfg: Config) -> tuple[HostState, ...]:
+def stale_after_s(cfg: Config) -> float:
+    """A host not polled successfully for this long is stale even if its row says fresh
+    (the collector itself may have stopped)."""
+    return 2 * cfg.collector.interval_s + cfg.collector.timeout_s
+
+
+def configured_hosts(session: Session, cfg: Config, now_s: float | None = None
+                     ) -> tuple[HostState, ...]:
+    """The configured hosts as the planner sees them; `now_s` None skips the age check."""
     rows = {h.name: h for h in session.scalars(select(Host))}
     states = {s.host_name: s.state for s in session.scalars(select(HostStateRow))}
     hosts = []
@@ -54,7 +62,9 @@ def configured_hosts(session: Session, cfg: Config) -> tuple[HostState, ...]:
             cpu_cores=float(cpu_cores),
             mem_mib=float(mem_mib),
             state=states.get(hc.name, "active"),
-            stale=row is None or row.stale or not cpu_cores or not mem_mib,
+            stale=(row is None or row.stale or not cpu_cores or not mem_mib
+                   or (now_s is not None and (row.last_seen_s is None
+                                              or now_s - row.last_seen_s > stale_after_s(cfg)))),
             group=hc.group,
             storage_group=hc.storage_group,
             cpu_model=(row.cpu_model or "") if row else "",
@@ -121,7 +131,7 @@ def load_snapshot(engine: Engine, cfg: Config, now_s: float | None = None,
     estimator = estimator or DemandEstimator()
     bucket_s = max(BUCKET_S, cfg.collector.interval_s)
     with Session(engine) as session:
-        hosts = configured_hosts(session, cfg)
+        hosts = configured_hosts(session, cfg, now_s)
         host_names = {h.id: h.name for h in session.scalars(select(Host))}
         configured = {h.name for h in hosts}
         vms = [v for v in session.scalars(

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from drs.db.models import Host, HostSample, HostState, Vm, VmSample, VmSampleRollup
+from drs.db.snapshot import cpu_features
 
 
 @dataclass(frozen=True)
@@ -70,20 +71,6 @@ class DemandSeries:
     cpu_cores: list[float] = field(default_factory=list)
     mem_used_mib: list[float] = field(default_factory=list)
     host_ids: list[int] = field(default_factory=list)
-
-
-def cpu_features(cpu_xml: str | None) -> frozenset[str]:
-    """Feature names from a host <cpu> definition, as stored in hosts.cpu_xml."""
-    if not cpu_xml:
-        return frozenset()
-    import xml.etree.ElementTree as ET  # noqa: PLC0415
-
-    try:
-        root = ET.fromstring(cpu_xml)
-    except ET.ParseError:
-        return frozenset()
-    return frozenset(f.get("name", "") for f in root.iter("feature")
-                     if f.get("name") and f.get("policy", "require") not in ("disable", "forbid"))
 
 
 def load_hosts(engine: Engine, now_s: float, window_s: float,

@@ -19,6 +19,7 @@ from drs.lab.spec import LabSpec
 from drs.lab.state import HostState, LabState, VmState
 
 log = logging.getLogger(__name__)
+SILENT_S = 15.0  # a running guest whose serial log is older than this is considered dead
 
 # progress(phase, done, total): phases "hosts" (libvirtd answering), "guests" (first heartbeat)
 Progress = Callable[[str, int, int], None]
@@ -260,6 +261,14 @@ class Lab:
         restarted = []
         for vm in self.vms:
             at = now.get(vm.name)
+            if at is not None and self._silent(vm):
+                # A TCG guest that oopsed (seen after migrations on an overloaded machine)
+                # stays defined and running but never beats again: start it afresh.
+                log.warning("lab %s: %s silent for %.0f s; restarting it", self.name, vm.name,
+                            SILENT_S)
+                with self.connect(at) as conn:
+                    conn.lookupByName(vm.name).destroy()
+                at = None
             if at == vm.host:
                 continue
             if at is not None:
@@ -280,6 +289,13 @@ class Lab:
             if pending:
                 raise UserError(f"lab {self.name}: {', '.join(v.name for v in pending)} "
                                 "did not come back")
+
+    def _silent(self, vm: VmState) -> bool:
+        """No heartbeat line written for SILENT_S seconds (host clock: the file's mtime)."""
+        try:
+            return time.time() - Path(vm.serial_log).stat().st_mtime > SILENT_S
+        except FileNotFoundError:
+            return False
 
     def _undefine_everywhere(self, vm_name: str) -> None:
         import libvirt  # noqa: PLC0415

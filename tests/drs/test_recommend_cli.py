@@ -26,7 +26,8 @@ def _cluster(tmp_path: Path, db_url: str) -> Path:
     schema.upgrade(engine)
     now = time.time()
     with Session(engine) as s, s.begin():
-        rows = [Host(name=f"h{i}", uri="qemu:///system", cpu_cores=2.0, mem_mib=8192, stale=False)
+        rows = [Host(name=f"h{i}", uri="qemu:///system", cpu_cores=2.0, mem_mib=8192, stale=False,
+                     last_seen_s=now)
                 for i in (1, 2, 3)]
         s.add_all(rows)
         s.flush()

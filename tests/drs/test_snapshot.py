@@ -26,8 +26,8 @@ CPU_XML = ("<cpu><arch>x86_64</arch><model>Skylake</model><feature policy='requi
 def _fill(engine: Engine) -> None:
     with Session(engine) as s, s.begin():
         h1 = Host(name="h1", uri="u", cpu_cores=16.0, mem_mib=8192, stale=False, cpu_model="Skylake",
-                  cpu_xml=CPU_XML)
-        h2 = Host(name="h2", uri="u", cpu_cores=8.0, mem_mib=4096, stale=False)
+                  cpu_xml=CPU_XML, last_seen_s=NOW_S)
+        h2 = Host(name="h2", uri="u", cpu_cores=8.0, mem_mib=4096, stale=False, last_seen_s=NOW_S)
         h3 = Host(name="h3", uri="u", cpu_cores=8.0, mem_mib=4096, stale=True, last_error="refused")
         s.add_all([h1, h2, h3])
         s.flush()
@@ -62,6 +62,7 @@ def test_snapshot_from_database(db_engine: Engine) -> None:
     assert hosts["h1"].cpu_features == frozenset({"vmx", "avx2"})
     assert hosts["h2"].state == "maintenance" and not hosts["h2"].eligible
     assert hosts["h2"].group == "b" and hosts["h2"].storage_group == "s2"
+    assert hosts["h1"].eligible
     assert hosts["h3"].stale and not hosts["h3"].eligible
     vms = {v.name: v for v in snap.vms}
     assert set(vms) == {"v1", "v2"}  # the gone VM is not in the snapshot
@@ -85,3 +86,11 @@ def test_snapshot_of_empty_database(db_engine: Engine) -> None:
 def test_cpu_features_of_bad_xml() -> None:
     assert cpu_features("<cpu><feature") == frozenset()
     assert cpu_features(None) == frozenset()
+
+
+def test_a_host_not_polled_recently_is_stale(db_engine: Engine) -> None:
+    """The collector may have stopped: a row that still says fresh is not trusted forever."""
+    _fill(db_engine)
+    later = NOW_S + 2 * CFG.collector.interval_s + CFG.collector.timeout_s + 1
+    hosts = {h.name: h for h in load_snapshot(db_engine, CFG, now_s=later).hosts}
+    assert hosts["h1"].stale and not hosts["h1"].eligible

@@ -50,14 +50,16 @@ def test_live_migration_keeps_a_burning_guest_running(lab) -> None:
             flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
                      | libvirt.VIR_MIGRATE_PERSIST_DEST | libvirt.VIR_MIGRATE_UNDEFINE_SOURCE)
             dom.migrateToURI3(dst.uri, {}, flags)
-        migrated = time.time()
+        counter_at_switch = heartbeat.read(vm.serial_log)[-1].counter
         time.sleep(3.0)  # beats after
         beats = heartbeat.since(heartbeat.read(vm.serial_log), started - 2.5)
         assert len(beats) >= 6, beats
         assert heartbeat.missing_counters(beats) == [], beats
         assert heartbeat.max_gap_s(beats) <= 2.0, (
             f"heartbeat stalled {heartbeat.max_gap_s(beats) - 1.0:.2f} s beyond its 1 s period")
-        assert beats[-1].timestamp > migrated
+        # New beats arrived after the switch-over (counted, not timed: the guest's clock
+        # lags the host's under TCG when the machine is busy).
+        assert beats[-1].counter >= counter_at_switch + 2, beats
         with lab.connect(dst.name) as conn:
             assert conn.lookupByName(vm.name).isActive()
         with lab.connect(src.name) as conn:
