@@ -104,7 +104,11 @@ class Executor:
             progress = self._poll(job)
             now = self.clock()
             if progress is not None:
-                self.store.record_progress(job.id, progress)
+                try:
+                    self.store.record_progress(job.id, progress)
+                except Exception as exc:  # noqa: BLE001 - progress rows are best effort
+                    log.warning("job %s: cannot record progress (%s); migration goes on",
+                                job.id, first_line(exc))
                 if on_progress is not None:
                     on_progress(job, progress)
                 if progress.bytes_processed > watch.best_processed:
@@ -187,12 +191,16 @@ class Executor:
         return Outcome(state, message)
 
     def _finish(self, job: Job, outcome: Outcome) -> Outcome:
-        self.store.finish(job.id, outcome.state, outcome.error, outcome.stats)
-        self.store.audit(self.actor, f"migration.{outcome.state}", job.vm_name,
-                         f"job {job.id}: {job.source} -> {job.destination}"
-                         + (f": {outcome.error}" if outcome.error else
-                            f": downtime {outcome.stats.downtime_ms} ms, "
-                            f"total {outcome.stats.total_ms} ms"))
+        durably(f"job {job.id}: recording {outcome.state}",
+                lambda: self.store.finish(job.id, outcome.state, outcome.error, outcome.stats))
+        try:
+            self.store.audit(self.actor, f"migration.{outcome.state}", job.vm_name,
+                             f"job {job.id}: {job.source} -> {job.destination}"
+                             + (f": {outcome.error}" if outcome.error else
+                                f": downtime {outcome.stats.downtime_ms} ms, "
+                                f"total {outcome.stats.total_ms} ms"))
+        except Exception as exc:  # noqa: BLE001 - the job row is what matters
+            log.warning("job %s: cannot write the audit event (%s)", job.id, first_line(exc))
         log.info("job %s %s -> %s of %s: %s %s", job.id, job.source, job.destination,
                  job.vm_name, outcome.state, outcome.error or "")
         return outcome
@@ -202,3 +210,29 @@ def _with_copy_storage(options: MigrationOptions, copy_storage: bool) -> Migrati
     if options.copy_storage == copy_storage:
         return options
     return replace(options, copy_storage=copy_storage)
+
+
+FINISH_RETRY_S = 600.0  # how long a finished job keeps trying to reach the job store
+
+
+def first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def durably(what: str, call: Callable[[], object], budget_s: float = FINISH_RETRY_S) -> None:
+    """Run a job-store write, retrying with backoff while the store is unreachable (a
+    database restart): a finished migration must not leave its row `running`, which would
+    hold its hosts' migration slots until the next start."""
+    delay_s = 0.5
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            call()
+            return
+        except Exception as exc:  # noqa: BLE001 - the store's errors are its own types
+            if time.monotonic() >= deadline:
+                raise
+            log.warning("%s: job store unavailable (%s); retrying in %.1f s", what,
+                        first_line(exc), delay_s)
+            time.sleep(delay_s)
+            delay_s = min(delay_s * 2, 10.0)

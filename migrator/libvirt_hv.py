@@ -130,6 +130,16 @@ class LibvirtHypervisor:
         return self._call(host, lambda c: self._domain(c, vm_name))
 
     def _domain(self, conn: libvirt.virConnect, vm_name: str) -> DomainInfo | None:
+        try:
+            return self._domain_info(conn, vm_name)
+        except libvirt.libvirtError as exc:
+            # found, then gone before the next call (a migration just finished and
+            # undefined it on this host): the domain is not here, the host is fine
+            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+                return None
+            raise
+
+    def _domain_info(self, conn: libvirt.virConnect, vm_name: str) -> DomainInfo | None:
         dom = _lookup(conn, vm_name)
         if dom is None:
             return None

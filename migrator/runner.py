@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from migrator.admission import Blocker, JobStore, Limits
-from migrator.executor import Executor, ProgressCallback
+from migrator.executor import Executor, ProgressCallback, durably
 from migrator.model import CompletedStats, Job, JobState, MoveRequest, Outcome
 
 log = logging.getLogger(__name__)
@@ -93,7 +93,9 @@ class Runner:
         except Exception as exc:
             log.exception("job %s (%s) crashed", job.id, job.vm_name)
             outcome = Outcome(JobState.FAILED, f"internal error: {exc!r}")
-            self.store.finish(job.id, outcome.state, outcome.error, CompletedStats())
+            durably(f"job {job.id}: recording the crash",
+                    lambda: self.store.finish(job.id, outcome.state, outcome.error,
+                                              CompletedStats()))
             return outcome
 
     def _drop_not_queued(self, shared: _Shared, candidates: set[int]) -> bool:

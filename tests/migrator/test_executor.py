@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import pytest
+
 from migrator.executor import Executor
 from migrator.hypervisor import DomainRunState
 from migrator.model import JobState, MigrationOptions, MoveRequest
@@ -102,3 +104,28 @@ def test_options_reach_libvirt_with_copy_storage_per_job() -> None:
     ex.run(admitted(store, copy=True))
     assert hv.migrations[0][3].copy_storage is True
     assert hv.migrations[0][3].max_downtime_ms == 300
+
+
+def test_finish_survives_a_job_store_outage() -> None:
+    """A database restart while a migration ends: the outcome is written once it is back."""
+    from migrator.executor import durably
+
+    calls: list[int] = []
+
+    def flaky() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("server closed the connection unexpectedly")
+
+    durably("job 1: recording succeeded", flaky, budget_s=30)
+    assert len(calls) == 3
+
+
+def test_finish_gives_up_after_its_budget() -> None:
+    from migrator.executor import durably
+
+    def down() -> None:
+        raise ConnectionError("connection refused")
+
+    with pytest.raises(ConnectionError):
+        durably("job 1", down, budget_s=0.0)
