@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from balancer.simulate import SimConfig, memory_sizes_mib, simulate
 from drs.cli import cli
 
-DAY = Path("/work/shared/data/planetlab/20110303")
+# shared/ lies beside the repository (a clone in CI gets a copy there too)
+DAY = Path(__file__).resolve().parents[3] / "shared" / "data" / "planetlab" / "20110303"
 KEYS = ["imbalance_mean", "imbalance_p95", "overload_fraction", "hot_fraction", "max_util_p95",
         "migrations", "migrations_per_vm_day", "plan_ms_p50", "plan_ms_max", "memory_violations"]
 
