@@ -49,3 +49,24 @@ def missing_counters(beats: Sequence[Beat]) -> list[int]:
         if b.counter != a.counter + 1:
             gone.extend(range(a.counter + 1, b.counter) if b.counter > a.counter else [-1])
     return gone
+
+
+OOPS_MARKERS = ("Kernel panic", "BUG:", "Oops:", "general protection fault")
+
+
+def last_oops(path: str | Path) -> str | None:
+    """If the guest's last words are a kernel oops (not a heartbeat), its last oops lines.
+
+    Lab guests run under TCG (QEMU 7.2), which now and then corrupts a guest's memory in a
+    long live migration: the guest kernel oopses on the destination while libvirt reports
+    it running there (docs/migrator.md, "Known lab issue"). Tests use this to tell that
+    from a product failure.
+    """
+    try:
+        text = Path(path).read_text(errors="replace")
+    except FileNotFoundError:
+        return None
+    if max(text.rfind(m) for m in OOPS_MARKERS) <= text.rfind("DRS-HB"):
+        return None
+    lines = [ln for ln in text.splitlines() if any(m in ln for m in OOPS_MARKERS) or "RIP:" in ln]
+    return " | ".join(lines[-3:]) or "kernel oops"

