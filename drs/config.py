@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from balancer.model import GroupRule, Rules, VmHostRule  # the core's own rule types
 from drs.errors import ConfigError
 
 DEFAULT_CONFIG_PATH = "drs.toml"
@@ -71,29 +72,6 @@ class MigratorConfig:
 
 
 @dataclass(frozen=True)
-class GroupRule:
-    name: str
-    vms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class VmHostRule:
-    name: str
-    kind: str  # must | must_not | should | should_not
-    vms: tuple[str, ...]
-    hosts: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RulesConfig:
-    affinity: tuple[GroupRule, ...] = ()
-    anti_affinity: tuple[GroupRule, ...] = ()
-    vm_host: tuple[VmHostRule, ...] = ()
-    pinned: tuple[str, ...] = ()
-    excluded: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
 class ServiceConfig:
     metrics_listen: str = "127.0.0.1:9177"
     lease_s: float = 30.0
@@ -117,7 +95,7 @@ class Config:
     balancer: BalancerConfig = field(default_factory=BalancerConfig)
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     migrator: MigratorConfig = field(default_factory=MigratorConfig)
-    rules: RulesConfig = field(default_factory=RulesConfig)
+    rules: Rules = field(default_factory=Rules)
     service: ServiceConfig = field(default_factory=ServiceConfig)
 
     def host(self, name: str) -> HostConfig | None:
@@ -336,7 +314,7 @@ def _group_rules(path: str, prefix: str, raw: list[Mapping[str, Any]]) -> tuple[
     return tuple(rules)
 
 
-def _rules(s: _Section) -> RulesConfig:
+def _rules(s: _Section) -> Rules:
     vm_host = []
     for i, item in enumerate(s.get("vm_host", "tables", [])):
         r = _Section(s.path, f"rules.vm_host[{i}]", item)
@@ -355,7 +333,7 @@ def _rules(s: _Section) -> RulesConfig:
             raise r.fail("hosts", "expected at least one host name")
         r.finish()
         vm_host.append(rule)
-    return RulesConfig(
+    return Rules(
         affinity=_group_rules(s.path, "rules.affinity", s.get("affinity", "tables", [])),
         anti_affinity=_group_rules(s.path, "rules.anti_affinity",
                                    s.get("anti_affinity", "tables", [])),
@@ -378,7 +356,7 @@ def _service(s: _Section) -> ServiceConfig:
     )
 
 
-def _check_rule_hosts(path: str, cfg_hosts: tuple[HostConfig, ...], rules: RulesConfig) -> None:
+def _check_rule_hosts(path: str, cfg_hosts: tuple[HostConfig, ...], rules: Rules) -> None:
     names = {h.name for h in cfg_hosts}
     for i, rule in enumerate(rules.vm_host):
         for host in rule.hosts:

@@ -1,9 +1,11 @@
-"""Map the configuration onto the balancer core's Policy and Rules (the core never sees Config)."""
+"""Map the configuration onto the balancer core's Policy (the core never sees Config).
+
+Rules need no mapping: drs.config parses them straight into balancer.model.Rules."""
 
 from __future__ import annotations
 
-from balancer.model import GroupRule, Policy, Rules, VmHostRule
-from drs.config import Config, RulesConfig
+from balancer.model import Policy
+from drs.config import Config
 
 
 def policy_from_config(cfg: Config) -> Policy:
@@ -19,14 +21,4 @@ def policy_from_config(cfg: Config) -> Policy:
         cooldown_s=b.cooldown_s,
         copy_storage=m.copy_storage,
         bandwidth_mib_s=float(m.bandwidth_mib_s),
-    )
-
-
-def rules_from_config(rules: RulesConfig) -> Rules:
-    return Rules(
-        affinity=tuple(GroupRule(r.name, r.vms) for r in rules.affinity),
-        anti_affinity=tuple(GroupRule(r.name, r.vms) for r in rules.anti_affinity),
-        vm_host=tuple(VmHostRule(r.name, r.kind, r.vms, r.hosts) for r in rules.vm_host),
-        pinned=rules.pinned,
-        excluded=rules.excluded,
     )

@@ -21,7 +21,6 @@ from balancer.model import ClusterSnapshot, HostState, VmState
 from drs.config import Config
 from drs.db.models import Host, MigrationJob, Vm, VmSample
 from drs.db.models import HostState as HostStateRow
-from drs.policy import rules_from_config
 
 
 def cpu_features(cpu_xml: str | None) -> frozenset[str]:
@@ -156,5 +155,5 @@ def load_snapshot(engine: Engine, cfg: Config, now_s: float | None = None,
             last_migrated_s=last[0] if last else v.last_migrated_s,
             last_source=last[1] if last else None,
         ))
-    return ClusterSnapshot(hosts=hosts, vms=tuple(vm_states), rules=rules_from_config(cfg.rules),
+    return ClusterSnapshot(hosts=hosts, vms=tuple(vm_states), rules=cfg.rules,
                            now_s=now_s)
