@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
 # The README's test command: set up everything, start a throwaway PostgreSQL, run the
-# whole suite (unit, store on SQLite + PostgreSQL, lab integration and end-to-end).
+# whole suite (ruff + mypy, then unit, store on SQLite + PostgreSQL, lab integration and
+# end-to-end).
 # Extra arguments go to pytest (e.g. deploy/test.sh -m 'not lab').
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh
+
+# Static checks first: they take seconds and name the line.
+.venv/bin/ruff check .
+.venv/bin/mypy
 
 pgdir=$(mktemp -d /var/tmp/drs-test-pg.XXXXXX)
 cleanup() { bash deploy/test-postgres.sh stop "$pgdir"; }

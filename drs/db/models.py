@@ -81,7 +81,7 @@ class Vm(Base):
     mem_mib: Mapped[int] = mapped_column(BigInteger, default=0)  # configured (maximum) memory
     state: Mapped[str] = mapped_column(String(32), default="running")
     first_seen_s: Mapped[float] = mapped_column(Float)
-    last_seen_s: Mapped[float] = mapped_column(Float)
+    # last seen: the host's last_seen_s while present, gone_s once gone (revision 0002)
     gone_s: Mapped[float | None] = mapped_column(Float)
     last_migrated_s: Mapped[float | None] = mapped_column(Float)
 

@@ -174,14 +174,9 @@ class SampleStore:
         if new:
             inserted = conn.execute(insert(Vm).returning(Vm.id, Vm.uuid), [
                 {"uuid": v.uuid, "name": v.name, "host_id": host_ids[v.host], "vcpus": v.vcpus,
-                 "mem_mib": v.mem_max_mib, "state": v.state, "first_seen_s": ts,
-                 "last_seen_s": ts} for v in new])
+                 "mem_mib": v.mem_max_mib, "state": v.state, "first_seen_s": ts} for v in new])
             ids.update({uuid: vid for vid, uuid in inserted})
         gone = self._mark_gone(conn, rows, result, host_ids)
-        fresh = [host_ids[h.name] for h in result.hosts if h.ok]
-        if fresh:
-            conn.execute(update(Vm).where(Vm.host_id.in_(fresh), Vm.gone_s.is_(None))
-                         .values(last_seen_s=ts))
         return ids, len(new), moved, gone
 
     def _mark_gone(self, conn: Connection, rows: dict[str, _VmRow], result: CycleResult,

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -38,8 +39,10 @@ def head_revision() -> str:
 
 
 def current_revision(engine: Engine) -> str | None:
+    revision: str | None = None
     with _db_errors(engine), engine.connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        revision = MigrationContext.configure(conn).get_current_revision()
+    return revision
 
 
 def check_revision(revision: str) -> str:
@@ -101,7 +104,7 @@ class _db_errors:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:  # type: ignore[no-untyped-def]
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:  # type: ignore[no-untyped-def]
         if exc is not None and isinstance(exc, OperationalError | SQLAlchemyError):
             detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
             url = self.engine.url.render_as_string(hide_password=True)

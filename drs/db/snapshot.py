@@ -120,7 +120,7 @@ def _last_migrations(session: Session) -> dict[str, tuple[float, str]]:
         .join(latest, (MigrationJob.vm_name == latest.c.vm_name)
               & (MigrationJob.finished_s == latest.c.finished_s))
     ).all()
-    return {r[0]: (float(r[1]), r[2]) for r in rows}
+    return {r[0]: (float(r[1]), r[2]) for r in rows if r[1] is not None}
 
 
 def load_snapshot(engine: Engine, cfg: Config, now_s: float | None = None,
@@ -135,7 +135,7 @@ def load_snapshot(engine: Engine, cfg: Config, now_s: float | None = None,
         configured = {h.name for h in hosts}
         vms = [v for v in session.scalars(
             select(Vm).where(Vm.gone_s.is_(None), Vm.host_id.is_not(None)).order_by(Vm.name))
-            if host_names.get(v.host_id) in configured]
+            if v.host_id is not None and host_names.get(v.host_id) in configured]
         cpu, mem = _sample_matrix(session, [v.id for v in vms], now_s - cfg.balancer.window_s,
                                   now_s, bucket_s)
         migrations = _last_migrations(session)

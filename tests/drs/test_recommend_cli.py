@@ -33,7 +33,7 @@ def _cluster(tmp_path: Path, db_url: str) -> Path:
         s.flush()
         for k in range(6):  # everything skewed onto h1
             vm = Vm(uuid=f"u{k}", name=f"vm{k}", host_id=rows[0].id, vcpus=1, mem_mib=512,
-                    first_seen_s=now - 600, last_seen_s=now)
+                    first_seen_s=now - 600)
             s.add(vm)
             s.flush()
             s.add_all(VmSample(vm_id=vm.id, host_id=rows[0].id, ts_s=now - 20 * j, cpu_cores=0.3,

@@ -32,7 +32,7 @@ def _record(engine: Engine) -> None:
         s.flush()
         for k in range(6):
             vm = Vm(uuid=f"u{k}", name=f"vm{k}", host_id=hosts[0].id, mem_mib=1024,
-                    first_seen_s=T0, last_seen_s=T0 + 6 * 3600)
+                    first_seen_s=T0)
             s.add(vm)
             s.flush()
             s.add_all(VmSampleRollup(vm_id=vm.id, host_id=hosts[0].id, bucket_s=T0 + 300 * j,

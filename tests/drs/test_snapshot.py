@@ -31,12 +31,10 @@ def _fill(engine: Engine) -> None:
         h3 = Host(name="h3", uri="u", cpu_cores=8.0, mem_mib=4096, stale=True, last_error="refused")
         s.add_all([h1, h2, h3])
         s.flush()
-        v1 = Vm(uuid="u1", name="v1", host_id=h1.id, vcpus=2, mem_mib=1024, first_seen_s=0,
-                last_seen_s=NOW_S)
-        v2 = Vm(uuid="u2", name="v2", host_id=h2.id, vcpus=1, mem_mib=512, first_seen_s=0,
-                last_seen_s=NOW_S)
+        v1 = Vm(uuid="u1", name="v1", host_id=h1.id, vcpus=2, mem_mib=1024, first_seen_s=0)
+        v2 = Vm(uuid="u2", name="v2", host_id=h2.id, vcpus=1, mem_mib=512, first_seen_s=0)
         gone = Vm(uuid="u3", name="old", host_id=None, mem_mib=512, first_seen_s=0,
-                  last_seen_s=0, gone_s=10.0)
+                  gone_s=10.0)
         s.add_all([v1, v2, gone])
         s.flush()
         for k in range(30):  # 30 samples, 20 s apart, the last at NOW_S
