@@ -223,6 +223,9 @@ def _serve_killed_run(lab: Any, tmp: Path, point: str, fraction: float
         restarted = ServeProcess(case.path, free_port(),
                                  [*SERVE_ARGS, "--mode", "manual", "--first-balance-delay", "0"],
                                  tmp / "serve-2.log")
+        # healthy = its signal handlers are installed: a SIGTERM during Python's start-up
+        # would end it with the default action, which says nothing about drs
+        restarted.wait_healthy(90)
         ok = wait_for(settled, 180, 0.5)
         stopped = stop_within(restarted, 60)
     finally:

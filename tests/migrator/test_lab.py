@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -222,12 +224,17 @@ def test_copy_storage_keeps_the_disk_content(lab: Lab, config_text: str,
     assert lab.where().get("vm4") == dest
 
 
+def _gather(m: Migrator, lab: Lab, host_name: str) -> None:
+    """Move every guest onto one host (per-host storage: with its disk)."""
+    moves = [MoveRequest(vm, at, host_name, copy_storage=True)
+             for vm, at in lab.where().items() if at != host_name]
+    m.runner.run([j.id for j in m.runner.submit(moves)])
+    assert set(lab.where().values()) == {host_name}
+
+
 def test_maintenance_enter_empties_a_host(lab: Lab, config_text: str, tmp_path: Path) -> None:
     m = migrator_for(config_text)
-    moves = [MoveRequest(vm, at, "h1", copy_storage=True)
-             for vm, at in lab.where().items() if at != "h1"]
-    m.runner.run([j.id for j in m.runner.submit(moves)])
-    assert set(lab.where().values()) == {"h1"}
+    _gather(m, lab, "h1")
     path = write_config(tmp_path, config_text, rules=MUST_RULE)
     try:
         result = CliRunner().invoke(cli, ["--config", path, "maintenance", "enter", "h1"])
@@ -242,6 +249,73 @@ def test_maintenance_enter_empties_a_host(lab: Lab, config_text: str, tmp_path: 
     finally:
         result = CliRunner().invoke(cli, ["--config", path, "maintenance", "exit", "h1"])
     assert result.exit_code == 0 and not m.store.in_maintenance("h1")
+
+
+def _invoke(path: str, *args: str) -> Any:
+    return CliRunner().invoke(cli, ["--config", path, *args])
+
+
+def test_rebalance_command_spreads_a_skewed_host(lab: Lab, config_text: str,
+                                                 tmp_path: Path) -> None:
+    """`drs rebalance --yes` on measured demand: moves off the loaded host, then holds still."""
+    m = migrator_for(config_text)
+    _gather(m, lab, "h1")
+    path = write_config(tmp_path, config_text)
+    for _ in range(2):  # two cycles of samples: every guest gets a measured CPU demand
+        collected = _invoke(path, "collect", "--once")
+        assert collected.exit_code == 0, collected.output
+    result = _invoke(path, "rebalance", "--yes")
+    assert result.exit_code == 0, result.output
+    found = re.search(r"plan: imbalance ([0-9.]+) -> ([0-9.]+)", result.output)
+    assert found, result.output
+    before, after = (float(v) for v in found.groups())
+    assert after < before
+    where = lab.where()
+    on_h1 = sum(1 for h in where.values() if h == "h1")
+    assert 0 < on_h1 < len(where), where
+    moved = [j for j in m.store.jobs(limit=len(where)) if j.plan_id is not None
+             and j.finished_s is not None and j.vm_name in where]
+    assert moved and all(j.state is JobState.SUCCEEDED for j in moved), moved
+    assert all(where[j.vm_name] == j.destination for j in moved)
+    _figure("rebalance", {"imbalance_before": before, "imbalance_after": after,
+                          "moves": len(moved), "placement": where})
+    for vm in where:
+        assert_running(lab, vm)
+    again = _invoke(path, "rebalance", "--yes")  # balanced now: no ping-pong
+    assert again.exit_code == 0, again.output
+    assert "nothing to do" in again.output, again.output
+    assert lab.where() == where
+
+
+def _regroup(config_text: str, groups: dict[str, str], default: str) -> str:
+    """The lab config with each host in `groups[name]` (else `default`)."""
+    blocks = config_text.split("[[hosts]]")
+    for i, block in enumerate(blocks[1:], start=1):
+        name = re.search(r'^name = "([^"]+)"$', block, re.M)
+        assert name
+        blocks[i] = re.sub(r"^group = .*$", f'group = "{groups.get(name[1], default)}"', block,
+                           flags=re.M)
+    return "[[hosts]]".join(blocks)
+
+
+def test_evacuate_group_empties_its_hosts(lab: Lab, config_text: str, tmp_path: Path) -> None:
+    """`drs evacuate --group site-a` moves every guest of h1 (with its disk) to site-b."""
+    m = migrator_for(config_text)
+    _gather(m, lab, "h1")
+    path = write_config(tmp_path, _regroup(config_text, {"h1": "site-a"}, "site-b"))
+    try:
+        result = _invoke(path, "evacuate", "--group", "site-a")
+        assert result.exit_code == 0, result.output
+        where = lab.where()
+        assert "h1" not in where.values(), where
+        assert f"group site-a: {len(where)} VM(s) moved, 0 left" in result.output, result.output
+        assert m.store.in_maintenance("h1")
+        for vm in where:
+            assert_running(lab, vm)
+    finally:
+        left = _invoke(path, "maintenance", "exit", "h1")
+    assert left.exit_code == 0, left.output
+    _figure("evacuate", {"placement": where})
 
 
 def assert_running(lab: Lab, vm: str, timeout_s: float = 30.0) -> None:
