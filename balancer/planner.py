@@ -164,6 +164,22 @@ def plan(snapshot: ClusterSnapshot, policy: Policy) -> Plan:
     moved: set[int] = set()
     mandatory, unmovable = mandatory_moves(state, moved) if n_eligible else ([], [])
     balancing = balancing_moves(state, moved, target) if n_eligible else []
+    if n_eligible and not balancing and before > target > 0.0:
+        notes.append(_why_no_balancing(cluster, policy, before, target))
     return Plan(moves=(*mandatory, *balancing), imbalance_before=before,
                 imbalance_after=imbalance(cluster, policy), target=target,
                 notes=tuple(notes), unmovable=(*resolved.unmovable, *unmovable))
+
+
+def _why_no_balancing(cluster: Cluster, policy: Policy, before: float, target: float) -> str:
+    """An operator-facing reason for 'above target, yet nothing to do'."""
+    text = f"imbalance {before:.4f} is above the target {target:.4f} but no balancing move qualifies"
+    cooling = int(cluster.vm_cooling.sum())
+    if cooling:
+        text += (f": {cooling} of {cluster.n_vms} VM(s) migrated less than "
+                 f"{policy.cooldown_s:.0f} s ago and wait out their cooldown (balancer.cooldown_s)")
+        if cooling < cluster.n_vms:
+            text += "; no move of the others gains enough for its cost within the rules"
+    else:
+        text += ": no move gains enough for its cost within the rules and capacity"
+    return text

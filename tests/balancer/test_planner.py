@@ -149,7 +149,10 @@ def test_cooldown_prevents_ping_pong() -> None:
     snap = skewed()
     recent = tuple(replace(v, last_migrated_s=900.0, last_source="h1") for v in snap.vms)
     cooling = replace(snap, vms=recent, now_s=1000.0)
-    assert plan(cooling, EAGER).moves == ()
+    held = plan(cooling, replace(EAGER, aggressiveness=4))  # level 5's target is 0: no note
+    assert held.moves == () and held.imbalance_before > held.target
+    [note] = held.notes  # the operator is told why nothing moves
+    assert f"{len(recent)} of {len(recent)} VM(s) migrated less than 3600 s ago" in note
     later = replace(cooling, now_s=900.0 + EAGER.cooldown_s)
     assert plan(later, EAGER).moves
 
@@ -161,6 +164,17 @@ def test_cost_benefit_skips_small_gains() -> None:
     cpu_only = replace(EAGER, mem_weight=0.0)
     assert plan(snap, cpu_only).moves  # loads 0.40 / 0.375: worth it when moves are free...
     assert plan(snap, Policy(aggressiveness=5, mem_weight=0.0)).moves == ()  # ...not at a price
+
+
+def test_above_target_without_a_useful_move_says_why() -> None:
+    one_big = snapshot(hosts(("a", 4, 8192), ("b", 4, 8192)), vms(("x", "a", 2, 1024)))
+    result = plan(one_big, Policy(aggressiveness=3))  # moving x only mirrors the imbalance
+    assert result.moves == () and result.imbalance_before > result.target
+    [note] = result.notes
+    assert "above the target" in note and "no move gains enough for its cost" in note
+    balanced = snapshot(hosts(("a", 4, 8192), ("b", 4, 8192)),
+                        vms(("x", "a", 1, 1024), ("y", "b", 1, 1024)))
+    assert not plan(balanced, Policy(aggressiveness=3)).notes
 
 
 def test_plan_is_deterministic() -> None:

@@ -264,6 +264,11 @@ def test_rebalance_command_spreads_a_skewed_host(lab: Lab, config_text: str,
     for _ in range(2):  # two cycles of samples: every guest gets a measured CPU demand
         collected = _invoke(path, "collect", "--once")
         assert collected.exit_code == 0, collected.output
+    held = _invoke(path, "rebalance", "--yes")  # the guests just moved: cooldown holds them
+    assert held.exit_code == 0, held.output
+    assert "nothing to do" in held.output and "cooldown" in held.output, held.output
+    assert set(lab.where().values()) == {"h1"}
+    path = write_config(tmp_path, config_text + "\n[balancer]\ncooldown_s = 0\n")
     result = _invoke(path, "rebalance", "--yes")
     assert result.exit_code == 0, result.output
     found = re.search(r"plan: imbalance ([0-9.]+) -> ([0-9.]+)", result.output)
