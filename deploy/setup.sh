@@ -50,6 +50,13 @@ want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing the package into .venv"
     .venv/bin/python -m pip install -q -U pip >/dev/null
-    .venv/bin/python -m pip install -q -e '.[dev]'
+    piplog=$(mktemp)
+    # setuptools warns about editable installs on every run: show pip's output only on failure
+    if ! .venv/bin/python -m pip install -q -e '.[dev]' >"$piplog" 2>&1; then
+        cat "$piplog" >&2
+        rm -f "$piplog"
+        exit 1
+    fi
+    rm -f "$piplog"
     echo "$want" >"$stamp"
 fi

@@ -120,6 +120,8 @@ def serve_and_watch(lab, config_path: Path, opts: DemoOptions,  # type: ignore[n
                 while not done.wait(0.5):
                     live.update(live_view(service, t0))
                 live.update(live_view(service, t0))
+            if not console.is_terminal:  # Live leaves its last frame unterminated in a log
+                console.line()
         else:
             done.wait()
     except KeyboardInterrupt:
