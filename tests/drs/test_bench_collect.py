@@ -8,12 +8,13 @@ reports the speed of a pipeline that failed.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from drs.cli import cli
-from drs.cli.bench_collect import bench_cycle, bench_ingest
+from drs.cli.bench_collect import bench_cycle, bench_ingest, bench_sample_cost
 
 
 def test_cycle_bench_rates_every_vm_and_writes_them() -> None:
@@ -53,3 +54,14 @@ def test_cli_refuses_parts_it_cannot_run(args: list[str], message: str) -> None:
     result = CliRunner().invoke(cli, ["bench", "collect", *args])
     assert result.exit_code == 2
     assert message in result.output
+
+
+def test_sample_cost_polls_every_configured_host(tmp_path: Path) -> None:
+    config = tmp_path / "drs.toml"
+    config.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "drs.sqlite"}"\n\n'
+                      '[[hosts]]\nname = "t1"\nuri = "test:///default"\n')
+    [row] = bench_sample_cost(str(config), polls=3)
+    assert row["host"] == "t1" and row["vms"] == 1  # the test driver runs one domain
+    assert 0 < row["p50_ms"] <= row["max_ms"]
+    assert row["bulk_call_p50_ms"] > 0 and row["bulk_call_no_balloon_p50_ms"] > 0
+    assert row["libvirtd_cpu_ms"] is None  # no lab name: no daemon pid to read
