@@ -21,7 +21,9 @@ from typing import Any
 
 import pytest
 
-RESULTS = Path(os.environ.get("DRS_FAULT_RESULTS", "/tmp/drs-fault-results.json"))
+# Where the figures go. Default: the session's pytest tmp dir, removed after a green session
+# (tmp_path_retention_policy = "failed"); set it to keep them.
+RESULTS_ENV = "DRS_FAULT_RESULTS"
 MIGRATION_PORTS = "49152:49215"  # libvirt's default QEMU migration port range
 
 
@@ -61,9 +63,10 @@ def rng(fault_seed: int, request: pytest.FixtureRequest) -> random.Random:
 
 
 class Figures:
-    """Per-case figures: runs, invariant violations, notes; written to RESULTS as JSON."""
+    """Per-case figures: runs, invariant violations, notes; written to `path` as JSON."""
 
-    def __init__(self, seed: int, runs: int) -> None:
+    def __init__(self, seed: int, runs: int, path: Path) -> None:
+        self.path = path
         self.data: dict[str, Any] = {"seed": seed, "fault_runs": runs, "cases": {}}
 
     def record(self, case: str, violations: list[str], notes: list[str] | None = None,
@@ -79,12 +82,15 @@ class Figures:
         entry["notes"] += notes or []
         for k, v in extra.items():
             entry.setdefault(k, []).append(v)
-        RESULTS.write_text(json.dumps(self.data, indent=2))
+        self.path.write_text(json.dumps(self.data, indent=2))
 
 
 @pytest.fixture(scope="session")
-def figures(fault_seed: int, fault_runs: int) -> Figures:
-    return Figures(fault_seed, fault_runs)
+def figures(fault_seed: int, fault_runs: int,
+            tmp_path_factory: pytest.TempPathFactory) -> Figures:
+    env = os.environ.get(RESULTS_ENV)
+    path = Path(env) if env else tmp_path_factory.getbasetemp() / "drs-fault-results.json"
+    return Figures(fault_seed, fault_runs, path)
 
 
 @pytest.fixture(scope="module")

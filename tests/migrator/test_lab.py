@@ -4,7 +4,7 @@ Done-when checks of issue 6: live migration with heartbeat continuity and downti
 on 12 queued migrations (1/1 vs 2/2 makespan), maintenance evacuation with an unmovable VM,
 copy-storage with a checksum, a destination libvirtd killed mid-transfer, and a killed
 `drs migrate` process reconciled. Figures go to $DRS_MIGRATOR_FIGURES (default
-/tmp/drs-migrator-lab-figures.json) for the report.
+drs-migrator-lab-figures.json in the session's pytest tmp dir) for the report.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ from tests.migrator.test_store import assert_no_overlap_beyond
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 
-FIGURES = Path(os.environ.get("DRS_MIGRATOR_FIGURES", "/tmp/drs-migrator-lab-figures.json"))
+FIGURES_ENV = "DRS_MIGRATOR_FIGURES"  # where the figures go; default: the session's pytest tmp dir
+_figures_file: list[Path] = []  # set once per module by the autouse fixture below
 MIB = 1024 * 1024
 MUST_RULE = """
 [[rules.vm_host]]
@@ -49,10 +50,19 @@ hosts = ["h1"]
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def figures_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    env = os.environ.get(FIGURES_ENV)
+    path = Path(env) if env else tmp_path_factory.getbasetemp() / "drs-migrator-lab-figures.json"
+    _figures_file[:] = [path]
+    return path
+
+
 def _figure(key: str, value: object) -> None:
-    data = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+    [path] = _figures_file
+    data = json.loads(path.read_text()) if path.exists() else {}
     data[key] = value
-    FIGURES.write_text(json.dumps(data, indent=2))
+    path.write_text(json.dumps(data, indent=2))
 
 
 @pytest.fixture(scope="module")
