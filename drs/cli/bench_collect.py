@@ -22,7 +22,6 @@ import click
 import libvirt
 from rich.table import Table
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from collectors.cycle import Collector
 from collectors.libvirt_source import ACTIVE, NOWAIT, STATS, LibvirtSource
@@ -30,7 +29,7 @@ from drs import config as config_mod
 from drs.cli.common import console, print_json
 from drs.config import HostConfig
 from drs.db import schema
-from drs.db.engine import make_engine
+from drs.db.engine import make_engine, scratch_database
 from drs.db.samples import VM_SAMPLE_COLUMNS, SampleStore
 from drs.errors import UserError
 
@@ -206,17 +205,8 @@ def bench_ingest(rows: int, batch: int, pg_url: str | None) -> list[dict[str, An
         res = _ingest(f"sqlite:///{Path(tmp) / 'bench.sqlite'}", rows, batch)
         out.append({"backend": "sqlite", **res})
     if pg_url:
-        name = f"drs_bench_{uuidlib.uuid4().hex[:10]}"
-        admin = make_engine(pg_url).execution_options(isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+        with scratch_database(pg_url, "drs_bench") as url:
             out.append({"backend": "postgresql", **_ingest(url, rows, batch)})
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
     return out
 
 
@@ -244,27 +234,21 @@ def bench_cycle(n_hosts: int, n_vms: int, cycles: int, pg_url: str | None) -> di
     results.update(cycle_cpu_s=statistics.median(cpu_s[1:]),
                    cycle_wall_s=statistics.median(wall_s[1:]),
                    vms_with_rate=sum(v.cpu_cores is not None for v in last.vms))
-    urls = []
-    tmp = tempfile.TemporaryDirectory()
-    urls.append(("sqlite", f"sqlite:///{Path(tmp.name) / 'cycle.sqlite'}"))
-    for backend, url in urls + ([("postgresql", pg_url)] if pg_url else []):
-        results[f"write_{backend}"] = _bench_write(backend, url, collector, n_hosts, cycles)
-    collector.close()
-    tmp.cleanup()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            results["write_sqlite"] = _bench_write(f"sqlite:///{Path(tmp) / 'cycle.sqlite'}",
+                                                   collector, n_hosts, cycles)
+        if pg_url:
+            with scratch_database(pg_url, "drs_bench") as url:
+                results["write_postgresql"] = _bench_write(url, collector, n_hosts, cycles)
+    finally:
+        collector.close()
     return results
 
 
-def _bench_write(backend: str, url: str, collector: Collector, n_hosts: int,
-                 cycles: int) -> dict[str, float]:
-    admin, name = None, None
-    if backend == "postgresql":
-        name = f"drs_bench_{uuidlib.uuid4().hex[:10]}"
-        admin = make_engine(url).execution_options(isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(url).set(database=name).render_as_string(hide_password=False)
+def _bench_write(url: str, collector: Collector, n_hosts: int, cycles: int) -> dict[str, float]:
+    engine = make_engine(url)
     try:
-        engine = make_engine(url)
         schema.upgrade(engine)
         store = SampleStore(engine)
         store.sync_hosts([HostConfig(f"h{i}", f"bench://h{i}") for i in range(n_hosts)])
@@ -276,13 +260,9 @@ def _bench_write(backend: str, url: str, collector: Collector, n_hosts: int,
             store.write_cycle(result)
             cpu.append(time.process_time() - c0)
             wall.append(time.perf_counter() - w0)
-        engine.dispose()
         return {"cpu_s": statistics.median(cpu), "wall_s": statistics.median(wall)}
     finally:
-        if admin is not None:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            admin.dispose()
+        engine.dispose()
 
 
 @click.command("collect")

@@ -8,16 +8,14 @@ failure, elsewhere a skip. Each test gets a fresh, empty database at schema head
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine
 
 from drs.db import schema
-from drs.db.engine import make_engine
+from drs.db.engine import make_engine, scratch_database
 
 PG_ENV = "DRS_TEST_POSTGRES_URL"
 
@@ -38,18 +36,8 @@ def postgres_admin_url() -> str:
 @pytest.fixture
 def fresh_postgres_url() -> Iterator[str]:
     """A new empty PostgreSQL database for one test, dropped afterwards."""
-    admin_url = postgres_admin_url()
-    name = f"drs_test_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(admin_url).execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-    try:
+    with scratch_database(postgres_admin_url(), "drs_test") as url:
         yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
