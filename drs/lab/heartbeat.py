@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -49,6 +50,24 @@ def missing_counters(beats: Sequence[Beat]) -> list[int]:
         if b.counter != a.counter + 1:
             gone.extend(range(a.counter + 1, b.counter) if b.counter > a.counter else [-1])
     return gone
+
+
+def wait_resumed(path: str | Path, timeout_s: float, beats: int = 2) -> tuple[bool, bool]:
+    """Wait up to `timeout_s` (host clock) for `beats` new heartbeat lines in `path`.
+
+    Returns (resumed, rebooted); rebooted: the counter restarted among the new lines (the
+    guest rebooted, e.g. after the TCG crash below). Lines are counted, not counter values,
+    so a guest that rebooted still shows as beating.
+    """
+    start = len(read(path))
+    deadline = time.monotonic() + timeout_s
+    while True:
+        now = read(path)
+        if len(now) >= start + beats:
+            return True, -1 in missing_counters(now[max(0, start - 1):])
+        if time.monotonic() >= deadline:
+            return False, False
+        time.sleep(0.2)
 
 
 OOPS_MARKERS = ("Kernel panic", "BUG:", "Oops:", "general protection fault")

@@ -14,7 +14,6 @@ guest that rebooted: the known TCG crash after migration, docs/migrator.md).
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,20 +60,6 @@ def placement(lab: Any) -> tuple[dict[str, list[str]], dict[str, int], list[str]
     return on, mem, errors
 
 
-def _beats_resumed(lab: Any, vm: str, timeout_s: float) -> tuple[bool, bool]:
-    """(new heartbeats arrived, the counter restarted = the guest rebooted) within timeout."""
-    path = lab.serial_log(vm)
-    start = len(heartbeat.read(path))
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        beats = heartbeat.read(path)
-        if len(beats) >= start + 2:
-            fresh = beats[max(0, start - 1):]
-            return True, -1 in heartbeat.missing_counters(fresh)
-        time.sleep(0.25)
-    return False, False
-
-
 def check(lab: Any, engine: Engine | None, since_job_id: int = 0,
           marks: dict[str, int] | None = None, collect: Any = None,
           heartbeat_timeout_s: float = 45.0) -> Result:
@@ -97,7 +82,7 @@ def check(lab: Any, engine: Engine | None, since_job_id: int = 0,
     for vm in lab.vms:
         if vm.name not in where:
             continue
-        resumed, rebooted = _beats_resumed(lab, vm.name, heartbeat_timeout_s)
+        resumed, rebooted = heartbeat.wait_resumed(lab.serial_log(vm.name), heartbeat_timeout_s)
         oops = None if resumed else heartbeat.last_oops(lab.serial_log(vm.name))
         if oops is not None:
             # running, on one host, with its memory: QEMU TCG corrupted the guest (lab issue)

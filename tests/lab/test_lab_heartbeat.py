@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 from drs.lab import heartbeat
@@ -47,3 +49,25 @@ def test_last_oops_tells_a_crashed_guest_from_a_beating_one(tmp_path) -> None:  
     log.write_text("[ 1.0] BUG: soft lockup\nDRS-HB 1 1.0\n")  # beating again afterwards
     assert heartbeat.last_oops(log) is None
     assert heartbeat.last_oops(tmp_path / "missing.log") is None
+
+
+def _append_later(path: Path, lines: str, delay_s: float = 0.3) -> threading.Thread:
+    def write() -> None:
+        time.sleep(delay_s)
+        with path.open("a") as f:
+            f.write(lines)
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    return thread
+
+
+def test_wait_resumed_counts_new_lines_and_tells_a_reboot(tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    log.write_text("DRS-HB 41 1700000000.0\nDRS-HB 42 1700000001.0\n")
+    _append_later(log, "DRS-HB 43 1700000002.0\nDRS-HB 44 1700000003.0\n").join(0)
+    assert heartbeat.wait_resumed(log, timeout_s=5) == (True, False)
+    # the guest crashed and rebooted: its counter starts again at 1
+    _append_later(log, "[ 0.1] Linux version\nDRS-HB 1 1700000090.0\nDRS-HB 2 1700000091.0\n")
+    assert heartbeat.wait_resumed(log, timeout_s=5) == (True, True)
+    assert heartbeat.wait_resumed(log, timeout_s=0.5) == (False, False)  # silent
