@@ -261,11 +261,10 @@ class Lab:
         restarted = []
         for vm in self.vms:
             at = now.get(vm.name)
-            if at is not None and self._silent(vm):
-                # A TCG guest that oopsed (seen after migrations on an overloaded machine)
-                # stays defined and running but never beats again: start it afresh.
-                log.warning("lab %s: %s silent for %.0f s; restarting it", self.name, vm.name,
-                            SILENT_S)
+            if at is not None and self.dead(vm):
+                # A TCG guest that oopsed (seen after live migrations) stays defined and
+                # running but never beats again: start it afresh.
+                log.warning("lab %s: %s stopped beating; restarting it", self.name, vm.name)
                 with self.connect(at) as conn:
                     conn.lookupByName(vm.name).destroy()
                 at = None
@@ -290,12 +289,14 @@ class Lab:
                 raise UserError(f"lab {self.name}: {', '.join(v.name for v in pending)} "
                                 "did not come back")
 
-    def _silent(self, vm: VmState) -> bool:
-        """No heartbeat line written for SILENT_S seconds (host clock: the file's mtime)."""
+    def dead(self, vm: VmState) -> bool:
+        """The guest's last words are a kernel oops (it may go on printing soft-lockup
+        reports, so the log still grows), or nothing was written for SILENT_S seconds."""
         try:
-            return time.time() - Path(vm.serial_log).stat().st_mtime > SILENT_S
+            silent = time.time() - Path(vm.serial_log).stat().st_mtime > SILENT_S
         except FileNotFoundError:
             return False
+        return silent or heartbeat.last_oops(vm.serial_log) is not None
 
     def _undefine_everywhere(self, vm_name: str) -> None:
         import libvirt  # noqa: PLC0415

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from drs.lab import heartbeat
 from drs.lab.heartbeat import Beat
+from drs.lab.lab import Lab
+from drs.lab.state import LabState, VmState
 
 LOG = """[    0.812345] some kernel warning
 DRS-READY burn=20 touch=64 dirty=4 clocksource=tsc
@@ -71,3 +73,20 @@ def test_wait_resumed_counts_new_lines_and_tells_a_reboot(tmp_path: Path) -> Non
     _append_later(log, "[ 0.1] Linux version\nDRS-HB 1 1700000090.0\nDRS-HB 2 1700000091.0\n")
     assert heartbeat.wait_resumed(log, timeout_s=5) == (True, True)
     assert heartbeat.wait_resumed(log, timeout_s=0.5) == (False, False)  # silent
+
+
+def test_a_guest_stuck_after_an_oops_counts_as_dead(tmp_path: Path) -> None:
+    """reset_placement() restarts such a guest even though soft-lockup reports keep its
+    serial log growing (seen in CI after a TCG live migration)."""
+    log = tmp_path / "vm1.log"
+    vm = VmState(name="vm1", host="h1", burn_pct=10, mem_mib=256, touch_mib=32, dirty_mib_s=4,
+                 disk_mib=0, uuid="u", serial_log=str(log))
+    lab = Lab(LabState(name="t", dir=str(tmp_path), storage="shared", host_cpu_cores=1.0,
+                       host_mem_mib=1024, kernel="", initrd="", vms=[vm]))
+    log.write_text("DRS-HB 7 1700000007.0\n")
+    assert not lab.dead(vm)
+    log.write_text("DRS-HB 7 1700000007.0\n[ 18.3] Kernel panic - not syncing: Attempted to "
+                   "kill the idle task!\n[ 36.6] watchdog: BUG: soft lockup - CPU#0 stuck\n")
+    assert lab.dead(vm)
+    log.write_text(log.read_text() + "DRS-HB 1 1700000090.0\n")  # restarted, beating again
+    assert not lab.dead(vm)
