@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -81,26 +82,59 @@ def _kernel_deb(cache: Path) -> Path:
     found = sorted(debs.glob("linux-image-*-amd64_*.deb"))
     if found:
         return found[-1]
-    package = _kernel_package()
-    log.warning("downloading the guest kernel package %s (about 70 MB)", package)
-    res = subprocess.run(["apt-get", "download", package], cwd=debs, capture_output=True,
-                         text=True)
-    found = sorted(debs.glob("linux-image-*-amd64_*.deb"))
-    if res.returncode != 0 or not found:
-        raise UserError(f"apt-get download {package} failed ({res.stderr.strip()[-200:]}); "
-                        "run apt-get update, or put a linux-image-*-amd64 .deb in " + str(debs))
-    return found[-1]
+    error = ""
+    # Stale or missing package lists (a fresh machine, a kernel update since the last
+    # `apt-get update`): refresh them once and try again.
+    for attempt in ("cached lists", "after apt-get update"):
+        if attempt != "cached lists":
+            _apt(["apt-get", "update", "-q"])
+        package = kernel_package(_apt(["apt-cache", "depends", KERNEL_META_PACKAGE]).stdout)
+        if package is None:
+            error = f"cannot resolve {KERNEL_META_PACKAGE} to a kernel package ({attempt})"
+            continue
+        log.warning("downloading the guest kernel package %s (about 70 MB)", package)
+        res = _apt(["apt-get", "download", package], cwd=debs)
+        found = sorted(debs.glob(f"{package}_*.deb"))
+        if res.returncode == 0 and found:
+            return found[-1]
+        error = f"apt-get download {package} failed ({_last_line(res.stderr)})"
+    raise UserError(f"{error}; put a linux-image-*-amd64 .deb in {debs}")
 
 
-def _kernel_package() -> str:
-    res = subprocess.run(["apt-cache", "depends", KERNEL_META_PACKAGE], capture_output=True,
-                         text=True)
-    for line in res.stdout.splitlines():
-        dep = line.strip().removeprefix("Depends:").strip()
-        if dep.startswith("linux-image-") and dep.endswith("-amd64"):
-            return dep
-    raise UserError(f"cannot resolve {KERNEL_META_PACKAGE} to a kernel package; "
-                    "run apt-get update first")
+def _apt(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if not line.startswith("W: ")]
+    return (lines[-1] if lines else "no message")[-200:]
+
+
+_VERSIONED_KERNEL = re.compile(r"linux-image-(\d[\w.+~-]*?)-amd64")
+
+
+def kernel_package(depends_output: str) -> str | None:
+    """The versioned kernel package named by `apt-cache depends linux-image-amd64`.
+
+    The output starts with the metapackage's own name (which also looks like
+    linux-image-*-amd64), then lines such as `  Depends: linux-image-6.1.0-41-amd64`;
+    only Depends lines naming a versioned kernel count, and with several the newest wins.
+    """
+    found: list[tuple[tuple[str, ...], str]] = []
+    for line in depends_output.splitlines():
+        text = line.strip().lstrip("|")
+        if not text.startswith("Depends:"):
+            continue
+        dep = text.removeprefix("Depends:").strip()
+        match = _VERSIONED_KERNEL.fullmatch(dep)
+        if match:
+            # 6.1.0-41 > 6.1.0-9: compare numeric parts padded
+            key = tuple(part.zfill(8) for part in re.split(r"[.\-+~]", match.group(1)))
+            found.append((key, dep))
+    if not found:
+        return None
+    return max(found)[1]
 
 
 def _extract_vmlinuz(deb: Path) -> bytes:

@@ -40,3 +40,31 @@ def test_domain_xml_is_tcg_with_appending_serial_log() -> None:
     assert "<domain type='qemu'>" in xml
     assert "drs.burn=20 drs.touch=64 drs.dirty=4" in xml
     assert "append='on'" in xml and "type='qcow2'" in xml
+
+
+# `apt-cache depends linux-image-amd64` on Debian 12: the first line is the metapackage's
+# own name, which also starts with linux-image- and ends with -amd64.
+APT_CACHE_DEPENDS = """linux-image-amd64
+  Depends: linux-image-6.1.0-57-amd64
+"""
+
+
+def test_kernel_package_skips_the_metapackage_line() -> None:
+    assert image.kernel_package(APT_CACHE_DEPENDS) == "linux-image-6.1.0-57-amd64"
+
+
+def test_kernel_package_survives_a_version_bump_and_alternatives() -> None:
+    text = ("linux-image-amd64\n"
+            " |Depends: linux-image-6.1.0-9-amd64\n"
+            "  Depends: linux-image-6.1.0-41-amd64\n"
+            "  Breaks: linux-image-7.0.0-1-amd64\n"
+            "  Depends: <linux-image-virtual>\n")
+    assert image.kernel_package(text) == "linux-image-6.1.0-41-amd64"
+    assert image.kernel_package("linux-image-amd64\n  Depends: linux-image-6.12.9+bpo-amd64\n") \
+        == "linux-image-6.12.9+bpo-amd64"
+
+
+def test_kernel_package_none_without_a_versioned_dependency() -> None:
+    assert image.kernel_package("linux-image-amd64\n") is None
+    assert image.kernel_package("") is None
+    assert image.kernel_package("  Depends: linux-image-amd64\n") is None
