@@ -50,6 +50,10 @@ class Cluster:
     host_mem_mib_used: F64  # allocated memory, for the hard fit
     host_mem_demand_mib: F64  # memory demand, for the imbalance
     host_vcpus: F64
+    # names behind the ids, for the reasons of VMs that cannot move (constraints.exclusions)
+    storage_names: list[str]  # storage group id -> name
+    host_cpu_sets: list[frozenset[str]]  # host_cpu_set_id -> CPU features offered
+    vm_cpu_reqs: list[frozenset[str]]  # vm_cpu_req_id -> CPU features needed
 
     @property
     def n_hosts(self) -> int:
@@ -107,8 +111,12 @@ def _host_arrays(hosts: tuple[HostState, ...], policy: Policy) -> dict[str, obje
     }
 
 
+def _features(key: str) -> frozenset[str]:
+    return frozenset(filter(None, key.split(",")))
+
+
 def _cpu_compat(hosts: tuple[HostState, ...], vms: tuple[VmState, ...],
-                vm_host: I64) -> tuple[I64, I64, Bool]:
+                vm_host: I64) -> tuple[I64, I64, Bool, list[str], list[str]]:
     host_sets, host_table = _ids([",".join(sorted(h.cpu_features)) for h in hosts])
     vm_keys = [""] * len(vms)
     if any(h.cpu_features for h in hosts) or any(v.cpu_features for v in vms):
@@ -118,10 +126,10 @@ def _cpu_compat(hosts: tuple[HostState, ...], vms: tuple[VmState, ...],
     vm_sets, vm_table = _ids(vm_keys)
     compat = np.ones((len(vm_table), len(host_table)), dtype=bool)
     for vkey, vi in vm_table.items():
-        need = set(filter(None, vkey.split(",")))
+        need = _features(vkey)
         for hkey, hi in host_table.items():
-            compat[vi, hi] = need <= set(filter(None, hkey.split(",")))
-    return host_sets, vm_sets, compat
+            compat[vi, hi] = need <= _features(hkey)
+    return host_sets, vm_sets, compat, list(host_table), list(vm_table)
 
 
 def build_cluster(snapshot: ClusterSnapshot, vms: tuple[VmState, ...], policy: Policy,
@@ -134,7 +142,7 @@ def build_cluster(snapshot: ClusterSnapshot, vms: tuple[VmState, ...], policy: P
     vm_storage = np.array([storage_table.setdefault(v.storage_group, len(storage_table))
                            if v.storage_group is not None else storage_ids[vm_host[i]]
                            for i, v in enumerate(vms)], dtype=np.int64)
-    host_cpu_set, vm_cpu_req, compat = _cpu_compat(hosts, vms, vm_host)
+    host_cpu_set, vm_cpu_req, compat, host_keys, vm_keys = _cpu_compat(hosts, vms, vm_host)
     n = len(vms)
     mem = np.fromiter((v.mem_mib for v in vms), dtype=np.float64, count=n)
     mem_demand = np.fromiter((v.mem_mib if v.mem_demand_mib is None else v.mem_demand_mib
@@ -164,5 +172,8 @@ def build_cluster(snapshot: ClusterSnapshot, vms: tuple[VmState, ...], policy: P
         host_mem_mib_used=_per_host(vm_host, mem, h),
         host_mem_demand_mib=_per_host(vm_host, mem_demand, h),
         host_vcpus=_per_host(vm_host, vcpus, h),
+        storage_names=list(storage_table),
+        host_cpu_sets=[_features(k) for k in host_keys],
+        vm_cpu_reqs=[_features(k) for k in vm_keys],
         **arrays,  # type: ignore[arg-type]
     )

@@ -2,6 +2,12 @@
 
 True = the VM may move to that host. Registered explicitly in HARD_CONSTRAINTS (the
 Nova filter idea, vectorised); `allowed()` ANDs them all. Soft rules are penalties.
+
+When no host can take a VM, `exclusions()` replays the masks for that VM alone and keeps,
+per host, the first constraint that excluded it with its numbers (Nova's filter handler
+logs how many hosts each filter removed); `reasons.describe()` makes the operator's
+sentence.
+Only VMs that end up unmovable pay for it.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from typing import TypeVar
 import numpy as np
 
 from balancer.arrays import F64, I64, Bool
+from balancer.model import Exclusion
+from balancer.reasons import ineligible, vm_host_rule
 from balancer.state import PlanState
 
 Constraint = Callable[[PlanState, I64], Bool]
@@ -103,6 +111,94 @@ def allowed(state: PlanState, vms: I64) -> Bool:
     for constraint in HARD_CONSTRAINTS.values():
         mask = mask & constraint(state, vms)
     return mask
+
+
+Explain = Callable[[PlanState, int, int], str]
+
+
+def _why_ineligible(state: PlanState, _vm: int, host: int) -> str:
+    return ineligible(bool(state.cluster.host_stale[host]))
+
+
+def _why_memory(state: PlanState, vm: int, host: int) -> str:
+    c, reserve = state.cluster, state.policy.mem_reserve_mib
+    free = c.host_mem_mib[host] - reserve - c.host_mem_mib_used[host]
+    kept = f" after the {reserve:.0f} MiB reserve" if reserve else ""
+    return f"memory (needs {c.vm_mem_mib[vm]:.0f} MiB, {max(free, 0.0):.0f} free{kept})"
+
+
+def _why_cpu(state: PlanState, vm: int, host: int) -> str:
+    c, ratio = state.cluster, state.policy.cpu_overcommit_ratio
+    limit = c.host_cpu_cores[host] * ratio
+    return (f"cpu (needs {c.vm_vcpus[vm]:.0f} vCPU, {max(limit - c.host_vcpus[host], 0.0):.0f} "
+            f"of {limit:.0f} free at overcommit {ratio:g})")
+
+
+def _why_features(state: PlanState, vm: int, host: int) -> str:
+    c = state.cluster
+    missing = c.vm_cpu_reqs[c.vm_cpu_req_id[vm]] - c.host_cpu_sets[c.host_cpu_set_id[host]]
+    return f"cpu features (lacks {', '.join(sorted(missing))})"
+
+
+def _why_storage(state: PlanState, vm: int, host: int) -> str:
+    c = state.cluster
+    return (f"storage group {c.storage_names[c.host_storage_gid[host]]!r} (disks in "
+            f"{c.storage_names[c.vm_storage_gid[vm]]!r}, copy_storage off)")
+
+
+def _why_anti_affinity(state: PlanState, vm: int, host: int) -> str:
+    c = state.cluster
+    for g in state.vm_anti.get(vm, ()):
+        group = state.rules.anti_affinity[g]
+        there = [c.vm_names[o] for o in group.vms.tolist() if o != vm and c.vm_host[o] == host]
+        if there:
+            return f"anti-affinity {group.name!r} (with {', '.join(there)})"
+    return "anti-affinity"
+
+
+def _why_vm_host(state: PlanState, vm: int, host: int) -> str:
+    c = state.cluster
+    for rule in state.vm_rules.get(vm, ()):
+        if (rule.kind == "must" and not rule.hosts[host]) or (
+                rule.kind == "must_not" and rule.hosts[host]):
+            named = [c.host_names[h] for h in np.flatnonzero(rule.hosts).tolist()]
+            return vm_host_rule(rule.name, rule.kind, named)
+    return "vm-host rule"
+
+
+def _why_cooldown(state: PlanState, _vm: int, _host: int) -> str:
+    return f"cooldown (left it less than {state.policy.cooldown_s:.0f} s ago)"
+
+
+EXPLAIN: dict[str, Explain] = {
+    "eligible_destination": _why_ineligible,
+    "memory_fits": _why_memory,
+    "cpu_overcommit": _why_cpu,
+    "cpu_compatible": _why_features,
+    "storage_reachable": _why_storage,
+    "anti_affinity": _why_anti_affinity,
+    "vm_host_rules": _why_vm_host,
+    "not_back_within_cooldown": _why_cooldown,
+}
+
+
+def exclusions(state: PlanState, vm: int, only: int | None = None) -> list[Exclusion]:
+    """Per host other than the VM's own (or only host `only`), the first hard constraint
+    that excludes it, in HARD_CONSTRAINTS order; hosts that may take the VM are left out."""
+    c = state.cluster
+    vms = np.array([vm], dtype=np.int64)
+    open_ = np.arange(c.n_hosts) != c.vm_host[vm]
+    if only is not None:
+        open_ &= np.arange(c.n_hosts) == only
+    out: list[tuple[int, Exclusion]] = []
+    for name, constraint in HARD_CONSTRAINTS.items():
+        hit = open_ & ~constraint(state, vms)[0]
+        for h in np.flatnonzero(hit).tolist():
+            out.append((h, Exclusion(c.host_names[h], name, EXPLAIN[name](state, vm, h))))
+        open_ &= ~hit
+        if not open_.any():
+            break
+    return [e for _, e in sorted(out, key=lambda item: item[0])]
 
 
 def soft_penalty(state: PlanState, vms: I64) -> F64:

@@ -14,6 +14,7 @@ import numpy as np
 
 from balancer.arrays import F64, I64, Bool
 from balancer.constraints import allowed, soft_penalty
+from balancer.scoring import load_imbalance
 from balancer.state import PlanState
 
 MAX_PLACEMENTS = 20000
@@ -23,10 +24,6 @@ def _placements(home: I64, n_hosts: int, max_moves: int) -> I64:
     """(P, movable) host indices of every placement moving at most max_moves VMs."""
     grid = np.array(list(itertools.product(range(n_hosts), repeat=home.size)), dtype=np.int64)
     return grid[(grid != home[None, :]).sum(axis=1) <= max_moves]
-
-
-def _weighted_var(loads: F64, eligible: Bool) -> F64:
-    return np.asarray(np.var(loads[:, eligible], axis=1))
 
 
 def _scores(state: PlanState, vms: I64, grid: I64, ceiling: float) -> F64:
@@ -43,11 +40,8 @@ def _scores(state: PlanState, vms: I64, grid: I64, ceiling: float) -> F64:
         / np.maximum(c.host_cpu_cores, 1e-9)
     mem = (base_mem[None, :] + np.einsum("pvh,v->ph", one_hot, c.vm_mem_demand_mib[vms])) \
         / np.maximum(c.host_mem_mib, 1e-9)
-    total = max(p.cpu_weight + p.mem_weight, 1e-12)
-    var = (p.cpu_weight * _weighted_var(cpu, c.host_eligible)
-           + p.mem_weight * _weighted_var(mem, c.host_eligible)) / total
+    imb = load_imbalance(cpu, mem, c.host_eligible, p.cpu_weight, p.mem_weight)
     penalty = soft_penalty(state, vms)[np.arange(vms.size)[None, :], grid].sum(axis=1)
-    imb = np.sqrt(np.maximum(var, 0.0))
     return np.asarray(np.where(imb <= ceiling + 1e-12, imb + penalty, np.inf))
 
 

@@ -12,8 +12,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from balancer.constraints import allowed, soft_penalty
-from balancer.model import Move, Unmovable
+from balancer.constraints import allowed, exclusions, soft_penalty
+from balancer.model import Exclusion, Move, Unmovable
+from balancer.reasons import NO_HOST, describe
 from balancer.scoring import imbalance, moved_imbalance
 from balancer.state import PlanState
 
@@ -80,6 +81,22 @@ def _destination(state: PlanState, vm: int, forced: int | None) -> int | None:
     return int(np.argmin(np.where(ok, score, np.inf)))
 
 
+def _excluded(state: PlanState, vm: int, rule: str, forced: int | None) -> list[Exclusion]:
+    """Why no host can take `vm`; a forced destination (affinity) rules out the others."""
+    if forced is None:
+        return exclusions(state, vm)
+    c = state.cluster
+    detail = f"affinity {rule!r} (the group gathers on {c.host_names[forced]})"
+    out: list[Exclusion] = []
+    for h in range(c.n_hosts):
+        if h == forced:
+            out += exclusions(state, vm, only=forced)
+        elif h != c.vm_host[vm]:
+            out.append(Exclusion(c.host_names[h], "affinity", detail))
+    return out
+
+
+
 def mandatory_moves(state: PlanState, moved: set[int]) -> tuple[list[Move], list[Unmovable]]:
     """Repair every violation it can, in the order of CHECKS; `moved` collects the VMs moved."""
     moves: list[Move] = []
@@ -91,9 +108,10 @@ def mandatory_moves(state: PlanState, moved: set[int]) -> tuple[list[Move], list
                 continue
             dest = _destination(state, vm, forced)
             if dest is None:
-                unmovable.append(Unmovable(vm=c.vm_names[vm], rule=rule,
-                                           reason=f"{reason}; no host satisfies every hard "
-                                           "constraint"))
+                excluded = _excluded(state, vm, rule, forced)
+                unmovable.append(Unmovable(
+                    vm=c.vm_names[vm], rule=rule, excluded=tuple(excluded),
+                    reason=f"{reason}; {NO_HOST}: {describe(excluded)}"))
                 continue
             before = imbalance(c, state.policy)
             src = int(c.vm_host[vm])

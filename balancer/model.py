@@ -13,6 +13,12 @@ HOST_STATES = ("active", "maintenance")
 MoveKind = Literal["mandatory", "balancing"]
 
 
+def host_eligible(state: str, stale: bool) -> bool:
+    """The one eligibility rule: a host counts in the imbalance and receives VMs only when
+    it is active (not in maintenance) and has fresh samples (not stale)."""
+    return state == "active" and not stale
+
+
 @dataclass(frozen=True)
 class HostState:
     """One hypervisor. Only `eligible` hosts count in the imbalance and receive VMs."""
@@ -32,7 +38,7 @@ class HostState:
 
     @property
     def eligible(self) -> bool:
-        return self.state == "active" and not self.stale
+        return host_eligible(self.state, self.stale)
 
 
 @dataclass(frozen=True)
@@ -89,18 +95,36 @@ class ClusterSnapshot:
 
 @dataclass(frozen=True)
 class Policy:
-    """Every knob of the planner; see docs/balancer.md. Built by policy_from_config()."""
+    """Every knob of the planner; see docs/balancer.md.
 
-    aggressiveness: int = 3  # 1 = mandatory moves only .. 5 = chase the smallest imbalance
-    cpu_weight: float = 1.0
-    mem_weight: float = 1.0
-    cpu_overcommit_ratio: float = 4.0  # vCPUs per host core on the destination
-    mem_reserve_mib: float = 0.0  # kept free on every destination
-    max_moves_per_pass: int = 16  # balancing moves per pass; 0 = mandatory moves only
-    max_moves_per_host: int = 2  # as source and as destination, per pass
-    cooldown_s: float = 3600.0  # a migrated VM is not balanced again (nor sent back) within it
-    copy_storage: bool = False  # allow moves across storage groups (copies the disks)
-    bandwidth_mib_s: float = 0.0  # migration bandwidth for the cost estimate; 0 = assume 1 GiB/s
+    The fields that are settings carry their declaration in their metadata: `section`
+    (the TOML table of drs.toml that sets them, under the field's name), bounds (`gt`,
+    `ge`, `le`), `unit` and `note`, which drs.config validates and reports from; `from`
+    names a setting declared elsewhere that the field takes (drs.config fills it in).
+    The other fields are the planner's tuning, not settings.
+    """
+
+    aggressiveness: int = field(default=3, metadata={
+        "section": "balancer", "ge": 1, "le": 5,
+        "note": "1 = mandatory moves only .. 5 = chase the smallest imbalance"})
+    cpu_weight: float = field(default=1.0, metadata={"section": "balancer", "ge": 0})
+    mem_weight: float = field(default=1.0, metadata={"section": "balancer", "ge": 0})
+    # vCPUs per host core on the destination
+    cpu_overcommit_ratio: float = field(default=4.0, metadata={"section": "balancer", "gt": 0})
+    # kept free on every destination (a whole number in drs.toml)
+    mem_reserve_mib: float = field(default=0.0, metadata={
+        "section": "balancer", "toml": "int", "ge": 0, "unit": "MiB"})
+    # balancing moves per pass; 0 = mandatory moves only
+    max_moves_per_pass: int = field(default=16, metadata={"section": "balancer", "ge": 0})
+    # as source and as destination, per pass
+    max_moves_per_host: int = field(default=2, metadata={"section": "balancer", "ge": 1})
+    # a migrated VM is not balanced again (nor sent back) within it
+    cooldown_s: float = field(default=3600.0, metadata={
+        "section": "balancer", "ge": 0, "unit": "seconds"})
+    # allow moves across storage groups (copies the disks)
+    copy_storage: bool = field(default=False, metadata={"from": "migrator.copy_storage"})
+    # migration bandwidth for the cost estimate; 0 = assume 1 GiB/s
+    bandwidth_mib_s: float = field(default=0.0, metadata={"from": "migrator.bandwidth_mib_s"})
     # Cost-benefit: a balancing move must cut the sum of squared host-load deviations by at
     # least min_gain plus cost_weight per second of estimated migration time.
     min_gain: float = 0.002
@@ -113,6 +137,12 @@ class Policy:
     soft_rule_penalty: float = 0.05  # in imbalance units, per violated should / should-not rule
     source_hosts_per_step: int = 8  # most loaded hosts searched for candidates per step
     candidates_per_step: int = 256  # VMs of those hosts evaluated against every host
+
+    def invalid(self) -> tuple[str, str] | None:
+        """The first setting that contradicts another: (its name, what is expected)."""
+        if self.cpu_weight + self.mem_weight <= 0:
+            return "cpu_weight", "cpu_weight + mem_weight must be > 0"
+        return None
 
 
 @dataclass(frozen=True)
@@ -128,10 +158,21 @@ class Move:
 
 
 @dataclass(frozen=True)
+class Exclusion:
+    """Why one host cannot take a VM: the first hard constraint (constraints.HARD_CONSTRAINTS
+    order) that excluded it, and the numbers or rule behind it."""
+
+    host: str
+    constraint: str  # e.g. memory_fits, anti_affinity, vm_host_rules
+    detail: str  # e.g. "memory (needs 512 MiB, 300 free)", "anti-affinity 'web' (with db1)"
+
+
+@dataclass(frozen=True)
 class Unmovable:
     vm: str
     rule: str
-    reason: str
+    reason: str  # ends with the hosts and what excluded each, when a host search failed
+    excluded: tuple[Exclusion, ...] = ()  # per host, for a VM no host could take
 
 
 @dataclass(frozen=True)

@@ -65,7 +65,10 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
                    "imbalance_after": _num(m.imbalance_after), "cost": _num(m.cost_s)}
                   for m in plan.moves],
         "notes": list(plan.notes),
-        "unmovable": [{"vm": u.vm, "rule": u.rule, "reason": u.reason} for u in plan.unmovable],
+        "unmovable": [{"vm": u.vm, "rule": u.rule, "reason": u.reason,
+                       "excluded": [{"host": e.host, "constraint": e.constraint,
+                                     "detail": e.detail} for e in u.excluded]}
+                      for u in plan.unmovable],
     }
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from balancer.arrays import I64, Bool
-from balancer.model import ClusterSnapshot, Unmovable, VmHostRule
+from balancer.model import ClusterSnapshot, Exclusion, HostState, Unmovable, VmHostRule
+from balancer.reasons import describe, ineligible, vm_host_rule
 
 
 @dataclass(frozen=True)
@@ -77,15 +78,23 @@ def _host_mask(rule: VmHostRule, host_index: dict[str, int], n_hosts: int,
     return mask
 
 
-def _freeze(res: Resolved, vms: I64, names: list[str], rule: str, reason: str) -> None:
+def _freeze(res: Resolved, vms: I64, names: list[str], rule: str, reason: str,
+            excluded: dict[int, tuple[Exclusion, ...]] | None = None) -> None:
     for v in vms.tolist():
         if not res.frozen[v]:
-            res.unmovable.append(Unmovable(vm=names[v], rule=rule, reason=reason))
+            res.unmovable.append(Unmovable(vm=names[v], rule=rule,
+                                           reason=reason + _listed(excluded, v),
+                                           excluded=(excluded or {}).get(v, ())))
         res.frozen[v] = True
 
 
-def _check_must(res: Resolved, names: list[str], eligible: Bool) -> None:
+def _listed(excluded: dict[int, tuple[Exclusion, ...]] | None, v: int) -> str:
+    return f": {describe(list(excluded[v]))}" if excluded and v in excluded else ""
+
+
+def _check_must(res: Resolved, names: list[str], hosts: tuple[HostState, ...]) -> None:
     """A VM whose must hosts are all ineligible or all excluded by its must-not rules."""
+    eligible = np.array([h.eligible for h in hosts], dtype=bool)
     hard = [r for r in res.host_rules if r.kind in ("must", "must_not")]
     allowed: dict[int, Bool] = {}
     for r in hard:
@@ -93,9 +102,28 @@ def _check_must(res: Resolved, names: list[str], eligible: Bool) -> None:
             mask = allowed.get(v, eligible)
             allowed[v] = mask & (r.hosts if r.kind == "must" else ~r.hosts)
     bad = np.array(sorted(v for v, mask in allowed.items() if not mask.any()), dtype=np.int64)
+    excluded = {v: _why_no_host(v, hard, hosts) for v in bad.tolist()}
     for r in hard:
         _freeze(res, np.intersect1d(r.vms, bad), names, r.name,
-                f"rule {r.name!r} unsatisfiable: no eligible host allowed by the VM's rules")
+                f"rule {r.name!r} unsatisfiable: no eligible host allowed by the VM's rules",
+                excluded)
+
+
+def _why_no_host(v: int, hard: list[HostRule], hosts: tuple[HostState, ...]
+                 ) -> tuple[Exclusion, ...]:
+    """Per host, what excludes it for VM v: not eligible, else its first hard rule."""
+    host_names = [h.name for h in hosts]
+    out = []
+    for i, h in enumerate(hosts):
+        if not h.eligible:
+            out.append(Exclusion(h.name, "eligible_destination", ineligible(h.stale)))
+            continue
+        for r in hard:
+            if v in r.vms and bool(r.hosts[i]) == (r.kind == "must_not"):
+                named = [host_names[k] for k in np.flatnonzero(r.hosts).tolist()]
+                out.append(Exclusion(h.name, "vm_host_rules", vm_host_rule(r.name, r.kind, named)))
+                break
+    return tuple(out)
 
 
 def resolve(snapshot: ClusterSnapshot) -> Resolved:
@@ -129,5 +157,5 @@ def resolve(snapshot: ClusterSnapshot) -> Resolved:
     for r in rules.vm_host:
         res.host_rules.append(HostRule(r.name, r.kind, _vm_idx(r.name, r.vms, vm_index, notes),
                                        _host_mask(r, host_index, len(snapshot.hosts), notes)))
-    _check_must(res, names, eligible)
+    _check_must(res, names, snapshot.hosts)
     return res

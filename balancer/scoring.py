@@ -1,18 +1,24 @@
 """Host load, imbalance and the DRS target, plus the vectorised what-if of a move.
 
-Terms (DESIGN.md): host load per resource = demand on the host / capacity; imbalance =
-population standard deviation of host load over eligible hosts, combined over CPU and
-memory as the weighted root of the variances.
+Terms (docs/balancer.md, Scoring): host load per resource = demand on the host / capacity;
+imbalance = population standard deviation of host load over eligible hosts, combined over
+CPU and memory as the weighted root of the variances.
+
+`load_imbalance()` is the one definition of the imbalance: the planner, the service's
+metrics (`snapshot_loads()`) and `drs status` (the store's measured loads) all call it.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
-from balancer.arrays import F64, I64, Cluster
-from balancer.model import Policy
+from balancer.arrays import F64, I64, Cluster, build_cluster
+from balancer.model import ClusterSnapshot, Policy
 
 
 def target_imbalance(aggressiveness: int, n_hosts: int) -> float:
@@ -29,21 +35,65 @@ def host_loads(cluster: Cluster) -> tuple[F64, F64]:
     return cpu, mem
 
 
-def _weights(policy: Policy) -> tuple[float, float]:
-    total = policy.cpu_weight + policy.mem_weight
+def _weights(cpu_weight: float, mem_weight: float) -> tuple[float, float]:
+    total = cpu_weight + mem_weight
     if total <= 0:
         return 1.0, 0.0
-    return policy.cpu_weight / total, policy.mem_weight / total
+    return cpu_weight / total, mem_weight / total
+
+
+def load_imbalance(cpu_load: npt.ArrayLike, mem_load: npt.ArrayLike, eligible: npt.ArrayLike,
+                   cpu_weight: float, mem_weight: float) -> F64:
+    """The cluster imbalance: sqrt(w_cpu * var(cpu load) + w_mem * var(mem load)) over the
+    eligible hosts (last axis; leading axes are alternative placements), weights normalised
+    to sum 1, population variance; 0 without any eligible host."""
+    ok = np.asarray(eligible, dtype=bool)
+    cpu = np.asarray(cpu_load, dtype=np.float64)
+    if not ok.any():
+        return np.zeros(cpu.shape[:-1])
+    w_cpu, w_mem = _weights(cpu_weight, mem_weight)
+    var = (w_cpu * np.var(cpu[..., ok], axis=-1)
+           + w_mem * np.var(np.asarray(mem_load, dtype=np.float64)[..., ok], axis=-1))
+    return np.sqrt(np.maximum(var, 0.0))
 
 
 def imbalance(cluster: Cluster, policy: Policy) -> float:
-    eligible = cluster.host_eligible
-    if not eligible.any():
-        return 0.0
     cpu, mem = host_loads(cluster)
-    w_cpu, w_mem = _weights(policy)
-    var = w_cpu * float(np.var(cpu[eligible])) + w_mem * float(np.var(mem[eligible]))
-    return math.sqrt(max(var, 0.0))
+    return float(load_imbalance(cpu, mem, cluster.host_eligible, policy.cpu_weight,
+                                policy.mem_weight))
+
+
+@dataclass(frozen=True)
+class SnapshotLoads:
+    """Per-host loads of a snapshot as the planner scores them (index-aligned with
+    `hosts`), the VMs per host and the imbalance (combined and per resource)."""
+
+    hosts: Sequence[str]
+    cpu: F64
+    mem: F64
+    vms: I64
+    eligible: npt.NDArray[np.bool_]
+    imbalance: float
+    imbalance_cpu: float
+    imbalance_mem: float
+    target: float
+
+
+def snapshot_loads(snapshot: ClusterSnapshot, policy: Policy) -> SnapshotLoads:
+    """The loads and imbalance the planner would start from (VMs on unknown hosts left out)."""
+    index = {h.name: i for i, h in enumerate(snapshot.hosts)}
+    vms = tuple(v for v in snapshot.vms if v.host in index)
+    vm_host = np.array([index[v.host] for v in vms], dtype=np.int64)
+    cluster = build_cluster(snapshot, vms, policy, vm_host)
+    cpu, mem = host_loads(cluster)
+    eligible = cluster.host_eligible
+    return SnapshotLoads(
+        hosts=cluster.host_names, cpu=cpu, mem=mem,
+        vms=np.bincount(vm_host, minlength=cluster.n_hosts).astype(np.int64),
+        eligible=eligible, imbalance=imbalance(cluster, policy),
+        imbalance_cpu=float(load_imbalance(cpu, mem, eligible, 1.0, 0.0)),
+        imbalance_mem=float(load_imbalance(cpu, mem, eligible, 0.0, 1.0)),
+        target=target_imbalance(policy.aggressiveness, int(eligible.sum())))
 
 
 def _moved_variance(load: F64, cap: F64, eligible: F64, amount: F64, src: I64,
@@ -79,7 +129,7 @@ def moved_imbalance(cluster: Cluster, policy: Policy, vms: I64, dst: I64 | None 
     cpu, mem = host_loads(cluster)
     eligible = cluster.host_eligible.astype(np.float64)
     src = cluster.vm_host[vms]
-    w_cpu, w_mem = _weights(policy)
+    w_cpu, w_mem = _weights(policy.cpu_weight, policy.mem_weight)
     var = np.zeros((vms.size, dst.size))
     if w_cpu > 0:
         var += w_cpu * _moved_variance(cpu, cluster.host_cpu_cores, eligible,

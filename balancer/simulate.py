@@ -1,4 +1,4 @@
-"""What-if replay of a CPU trace with the semantics of DESIGN.md (`drs simulate`).
+"""What-if replay of a CPU trace (`drs simulate`; semantics and metrics: docs/balancer.md).
 
 Input is an in-memory trace matrix (vms x steps, CPU demand in vCPUs) plus memory
 sizes, so a trace file and a database window can feed it alike. Each step: record the
@@ -19,6 +19,7 @@ from balancer.arrays import F64, I64
 from balancer.demand import DemandEstimator, estimate_demand, estimate_spread
 from balancer.model import ClusterSnapshot, HostState, Policy, VmState
 from balancer.planner import plan
+from balancer.scoring import load_imbalance
 
 MEMORY_SIZES_MIB = (512, 1024, 2048, 4096)
 
@@ -68,7 +69,7 @@ def _record(run: _Run, demand: F64, mem_mib: F64, cpu_cap: F64, mem_cap: F64) ->
     n_hosts = len(cpu_cap)
     load = np.bincount(run.vm_host, np.nan_to_num(demand), minlength=n_hosts) / cpu_cap
     mem = np.bincount(run.vm_host, mem_mib, minlength=n_hosts)
-    run.std.append(float(load.std()))
+    run.std.append(float(load_imbalance(load, load, np.ones(n_hosts, dtype=bool), 1.0, 0.0)))
     run.max_util.append(float(load.max()))
     run.overloaded += int((load > 1.0).sum())
     run.hot += int((load > 0.9).sum())
@@ -109,7 +110,8 @@ def simulate(trace: F64, mem_mib: F64, cfg: SimConfig, names: list[str] | None =
              progress: Callable[[int], None] | None = None,
              hosts: tuple[HostState, ...] | None = None,
              initial_host: I64 | None = None) -> dict[str, float | int]:
-    """Replay `trace` (vms x steps, cores; NaN = VM absent); returns DESIGN.md's metrics.
+    """Replay `trace` (vms x steps, cores; NaN = VM absent); returns the metrics of docs/balancer.md
+    (`drs simulate`).
 
     By default the hosts are cfg.hosts identical ones and VM i starts on host i mod H
     (the PlanetLab semantics); a recorded history passes its own hosts and placement.

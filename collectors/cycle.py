@@ -139,7 +139,7 @@ class Collector:
                            (self._mono() - start_mono) * 1000.0)
 
     def _poll_all(self) -> tuple[dict[str, HostPoll], dict[str, str]]:
-        deadline = time.monotonic() + self.timeout_s
+        deadline = self._mono() + self.timeout_s
         futures: dict[str, Future[HostPoll]] = {}
         errors: dict[str, str] = {}
         for source in self.sources:
@@ -150,7 +150,7 @@ class Collector:
                 continue
             self._in_flight.pop(source.name, None)
             futures[source.name] = self._pool.submit(source.poll)
-        wait(futures.values(), timeout=max(0.0, deadline - time.monotonic()))
+        wait(futures.values(), timeout=max(0.0, deadline - self._mono()))
         polls: dict[str, HostPoll] = {}
         for name, future in futures.items():
             if not future.done():

@@ -10,7 +10,6 @@ from the capabilities, read once per connection. Timeouts are the caller's
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ from typing import Any
 import libvirt
 
 from collectors.hypervisor import DomainStats, HostPoll, HostUnavailable, NodeInfo
+from migrator.libvirt_common import libvirt_message, quiet_libvirt
 
 log = logging.getLogger(__name__)
 
@@ -33,23 +33,6 @@ NOWAIT = getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
 _UNSUPPORTED = {libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
                 libvirt.VIR_ERR_INVALID_ARG, libvirt.VIR_ERR_ARGUMENT_UNSUPPORTED}
 
-_quiet_lock = threading.Lock()
-_quiet = False
-
-
-def _silence_libvirt_stderr() -> None:
-    """libvirt prints every error to stderr by default; we report them ourselves."""
-    global _quiet
-    with _quiet_lock:
-        if not _quiet:
-            libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
-            _quiet = True
-
-
-def _error_text(exc: libvirt.libvirtError) -> str:
-    return (exc.get_error_message() or str(exc)).strip().splitlines()[0]
-
-
 class LibvirtSource:
     """A HostSource for one libvirt URI."""
 
@@ -57,7 +40,7 @@ class LibvirtSource:
                  open_fn: Callable[[str], Any] | None = None,
                  wall: Callable[[], float] = time.time,
                  mono: Callable[[], float] = time.monotonic) -> None:
-        _silence_libvirt_stderr()
+        quiet_libvirt()
         self.name, self.uri = name, uri
         self._open = open_fn or libvirt.open
         self._wall, self._mono = wall, mono
@@ -87,7 +70,7 @@ class LibvirtSource:
             self._vcpus = {u: v for u, v in self._vcpus.items() if u in seen}
         except libvirt.libvirtError as exc:
             self._drop()
-            raise HostUnavailable(_error_text(exc)) from None
+            raise HostUnavailable(libvirt_message(exc)) from None
         node = NodeInfo(cpus=int(info[2]), mem_mib=int(info[1]), cpu_model=self._cpu_model,
                         cpu_xml=self._cpu_xml)
         return HostPoll(self.name, wall_s, mono_s, node, domains, node_cpu, node_mem,
@@ -104,7 +87,7 @@ class LibvirtSource:
         try:
             self._cpu_model, self._cpu_xml = host_cpu(conn.getCapabilities())
         except libvirt.libvirtError as exc:
-            log.warning("host %s: no capabilities: %s", self.name, _error_text(exc))
+            log.warning("host %s: no capabilities: %s", self.name, libvirt_message(exc))
         self._conn = conn
         if self.opens > 1:
             log.warning("host %s: reconnected to %s", self.name, self.uri)
@@ -117,7 +100,7 @@ class LibvirtSource:
             if not (self._flags & NOWAIT) or exc.get_error_code() not in _UNSUPPORTED:
                 raise
             log.info("host %s: no-wait stats unsupported (%s); polling without it", self.name,
-                     _error_text(exc))
+                     libvirt_message(exc))
             self._flags &= ~NOWAIT
             return list(conn.getAllDomainStats(STATS, self._flags))
 

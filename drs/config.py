@@ -1,82 +1,133 @@
 """One TOML file, parsed once into frozen typed objects (see deploy/drs.example.toml).
 
+Every setting is declared once, as a dataclass field whose metadata says where it lives
+and what it accepts: `section` (the TOML table; the key is the field's name), the bounds
+`gt`, `ge`, `le`, `choices`, or a `check` with its `expected` text, a `unit` and a `note`
+for the messages, `toml` when the TOML type differs from the field's, and `from` for a
+field that takes a setting declared elsewhere. The parts declare their own settings
+(balancer.model.Policy, migrator.model.MigrationOptions, migrator.admission.Limits); the
+settings only the wiring uses are declared here. A field without metadata is not a
+setting. A declaring class may add `invalid()` for settings that contradict each other.
+
 Every bad value raises ConfigError naming the file, the key and what is expected.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, get_args, get_type_hints
 
-from balancer.model import GroupRule, Rules, VmHostRule  # the core's own rule types
+from balancer.model import GroupRule, Policy, Rules, VmHostRule  # the core's own types
 from drs.errors import ConfigError
+from migrator.admission import Limits
+from migrator.model import MigrationOptions
 
 DEFAULT_CONFIG_PATH = "drs.toml"
 CONFIG_ENV = "DRS_CONFIG"
 VM_HOST_KINDS = ("must", "must_not", "should", "should_not")
 BALANCER_MODES = ("automatic", "manual")
+LISTEN_EXPECTED = "an address:port such as 127.0.0.1:9177"
+
+
+def _name_ok(v: str) -> bool:
+    return bool(v.strip()) and all(c.isprintable() for c in v) and len(v) <= 255
+
+
+def _uri_ok(v: str) -> bool:
+    return "://" in v
+
+
+def listen_ok(v: str) -> bool:
+    """ADDR:PORT with a port from 1 to 65535 (service.metrics_listen, --metrics-listen)."""
+    host, sep, port = v.rpartition(":")
+    return bool(sep) and bool(host) and port.isdigit() and 0 < int(port) < 65536
+
+
+_NAME = {"check": _name_ok, "expected": "a non-empty name"}
 
 
 @dataclass(frozen=True)
 class HostConfig:
-    name: str
-    uri: str
-    cpu_cores: float | None = None  # capacity override; None = what libvirt reports
-    mem_mib: int | None = None  # capacity override; None = what libvirt reports
-    group: str = "default"  # site or host group (evacuate --group)
-    storage_group: str = "default"  # hosts sharing storage (no copy-storage needed)
-    max_outgoing: int | None = None  # per-host override of migrator.max_outgoing_per_host
-    max_incoming: int | None = None  # per-host override of migrator.max_incoming_per_host
+    name: str = field(metadata={"section": "hosts", "check": _name_ok,
+                                "expected": "a printable name of at most 255 characters"})
+    uri: str = field(metadata={"section": "hosts", "check": _uri_ok,
+                               "expected": "a libvirt URI such as qemu+tcp://host/system"})
+    # capacity overrides; None = what libvirt reports
+    cpu_cores: float | None = field(default=None, metadata={"section": "hosts", "gt": 0})
+    mem_mib: int | None = field(default=None, metadata={"section": "hosts", "gt": 0,
+                                                        "unit": "MiB"})
+    # site or host group (evacuate --group)
+    group: str = field(default="default", metadata={"section": "hosts", **_NAME})
+    # hosts sharing storage (no copy-storage needed)
+    storage_group: str = field(default="default", metadata={"section": "hosts", **_NAME})
+    # per-host overrides of migrator.max_outgoing_per_host / max_incoming_per_host
+    max_outgoing: int | None = field(default=None, metadata={"section": "hosts", "ge": 1})
+    max_incoming: int | None = field(default=None, metadata={"section": "hosts", "ge": 1})
 
 
 @dataclass(frozen=True)
 class BalancerConfig:
-    mode: str = "manual"
-    aggressiveness: int = 3
-    interval_s: float = 300.0
-    cpu_weight: float = 1.0
-    mem_weight: float = 1.0
-    window_s: float = 14400.0  # demand estimation window (docs/balancer.md)
-    max_moves_per_pass: int = 16
-    max_moves_per_host: int = 2
-    cpu_overcommit_ratio: float = 4.0
-    mem_reserve_mib: int = 0
-    cooldown_s: float = 3600.0
+    """[balancer]: whether and how often the service plans, the demand window, and the
+    planner's Policy (whose settings, also in [balancer], Policy declares)."""
+
+    mode: str = field(default="manual", metadata={"section": "balancer",
+                                                  "choices": BALANCER_MODES})
+    interval_s: float = field(default=300.0, metadata={"section": "balancer", "gt": 0,
+                                                       "unit": "seconds"})
+    # demand estimation window (docs/balancer.md)
+    window_s: float = field(default=14400.0, metadata={"section": "balancer", "gt": 0,
+                                                       "unit": "seconds"})
+    policy: Policy = field(default_factory=Policy)
 
 
 @dataclass(frozen=True)
 class CollectorConfig:
-    interval_s: float = 20.0
-    timeout_s: float = 10.0
-    raw_retention_days: float = 7.0
-    rollup_retention_days: float = 90.0
+    interval_s: float = field(default=20.0, metadata={"section": "collector", "gt": 0,
+                                                      "unit": "seconds"})
+    timeout_s: float = field(default=10.0, metadata={"section": "collector", "gt": 0,
+                                                     "unit": "seconds"})
+    raw_retention_days: float = field(default=7.0, metadata={"section": "collector", "gt": 0,
+                                                             "unit": "days"})
+    rollup_retention_days: float = field(default=90.0, metadata={
+        "section": "collector", "gt": 0, "unit": "days"})
+
+    def invalid(self) -> tuple[str, str] | None:
+        if self.timeout_s >= self.interval_s:
+            return "timeout_s", (f"expected a number of seconds < interval_s "
+                                 f"({self.interval_s:g}), so a hung host cannot delay the "
+                                 "next cycle")
+        if self.rollup_retention_days < self.raw_retention_days:
+            return "rollup_retention_days", "expected a number >= raw_retention_days"
+        return None
 
 
 @dataclass(frozen=True)
 class MigratorConfig:
-    max_outgoing_per_host: int = 2
-    max_incoming_per_host: int = 2
-    max_cluster: int = 8
-    bandwidth_mib_s: int = 0  # 0 = unlimited
-    max_downtime_ms: int = 300
-    timeout_s: float = 600.0
-    stall_timeout_s: float = 60.0
-    copy_storage: bool = False
-    auto_converge: bool = True
-    postcopy_after_iterations: int = 0  # 0 = never switch to post-copy
-    compression: bool = False
+    """[migrator]: the admission limits and the libvirt options (each declared by the
+    migrator), and copy_storage."""
+
+    # copy the disks when the hosts' storage groups are unknown; the planner may move VMs
+    # across storage groups
+    copy_storage: bool = field(default=False, metadata={"section": "migrator"})
+    limits: Limits = field(default_factory=Limits)  # with the [[hosts]] overrides
+    options: MigrationOptions = field(default_factory=MigrationOptions)
 
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    metrics_listen: str = "127.0.0.1:9177"
-    lease_s: float = 30.0
-    retention_interval_s: float = 3600.0
-    shutdown_grace_s: float = 60.0
+    metrics_listen: str = field(default="127.0.0.1:9177", metadata={
+        "section": "service", "check": listen_ok, "expected": LISTEN_EXPECTED})
+    lease_s: float = field(default=30.0, metadata={"section": "service", "gt": 0,
+                                                   "unit": "seconds"})
+    retention_interval_s: float = field(default=3600.0, metadata={
+        "section": "service", "gt": 0, "unit": "seconds"})
+    shutdown_grace_s: float = field(default=60.0, metadata={"section": "service", "ge": 0,
+                                                            "unit": "seconds"})
 
     @property
     def metrics_host(self) -> str:
@@ -160,6 +211,7 @@ _KIND_TEXT = {
     "str": "a string", "int": "an integer", "float": "a number", "bool": "true or false",
     "list": "a list", "table": "a table", "tables": "an array of tables",
 }
+_KINDS: dict[Any, str] = {str: "str", int: "int", float: "float", bool: "bool"}
 
 
 def _short(value: Any) -> str:
@@ -189,21 +241,103 @@ def _coerce(value: Any, kind: str) -> Any:
     raise AssertionError(kind)
 
 
-def _positive(v: float) -> bool:
-    return v > 0
+# --- settings from their declarations -------------------------------------------
 
 
-def _non_negative(v: float) -> bool:
-    return v >= 0
+def _scalar(hint: Any) -> Any:
+    """int for `int` and `int | None`, and so on."""
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
 
 
-def _name_ok(v: str) -> bool:
-    return bool(v.strip()) and all(c.isprintable() for c in v) and len(v) <= 255
+def _expected(kind: str, meta: Mapping[str, Any]) -> str:
+    if "expected" in meta:
+        return str(meta["expected"])
+    if "choices" in meta:
+        return " or ".join(repr(c) for c in meta["choices"])
+    unit = meta.get("unit")
+    text = _KIND_TEXT[kind]
+    if unit:
+        text = f"{'an integer number' if kind == 'int' else 'a number'} of {unit}"
+    ge, gt, le = meta.get("ge"), meta.get("gt"), meta.get("le")
+    if ge is not None and le is not None:
+        text += f" from {ge:g} to {le:g}"
+    elif gt is not None:
+        text += f" > {gt:g}"
+    elif ge is not None:
+        text += f" >= {ge:g}"
+    elif le is not None:
+        text += f" <= {le:g}"
+    if "note" in meta:
+        text += f" ({meta['note']})"
+    return text
 
 
-def _listen_ok(v: str) -> bool:
-    host, sep, port = v.rpartition(":")
-    return bool(sep) and bool(host) and port.isdigit() and 0 < int(port) < 65536
+def _accepts(meta: Mapping[str, Any]) -> Callable[[Any], bool] | None:
+    if not any(k in meta for k in ("check", "choices", "gt", "ge", "le")):
+        return None
+
+    def accepts(v: Any) -> bool:
+        return (("check" not in meta or bool(meta["check"](v)))
+                and ("choices" not in meta or v in meta["choices"])
+                and ("gt" not in meta or v > meta["gt"])
+                and ("ge" not in meta or v >= meta["ge"])
+                and ("le" not in meta or v <= meta["le"]))
+    return accepts
+
+
+def _settings(cls: type[T], section: str, s: _Section, values: dict[str, Any]) -> T:
+    """`cls` from TOML table `s` (the [section] table or one of its array entries): each
+    field declared for `section` from its key, a nested declaring class from the same
+    table, a `from` field from `values` (every setting read so far, by section.key)."""
+    hints = get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        hint, meta = _scalar(hints[f.name]), f.metadata
+        if dataclasses.is_dataclass(hint):
+            kwargs[f.name] = _settings(hint, section, s, values)  # type: ignore[arg-type]
+        elif "from" in meta:
+            kwargs[f.name] = hint(values[meta["from"]])
+        elif "section" in meta:
+            assert meta["section"] == section, (cls, f.name, section)
+            kind = meta.get("toml") or _KINDS[hint]
+            check, expected = _accepts(meta), _expected(kind, meta)
+            if f.default is MISSING and f.default_factory is MISSING:
+                value = s.require(f.name, kind)
+                if check is not None and not check(value):
+                    raise s.fail(f.name, f"expected {expected}, got {_short(value)}")
+            else:
+                value = s.get(f.name, kind, f.default, check, expected)
+            kwargs[f.name] = value if value is None else hint(value)
+            values[f"{section}.{f.name}"] = kwargs[f.name]
+    obj = cls(**kwargs)
+    invalid = getattr(obj, "invalid", None)
+    problem = invalid() if invalid is not None else None
+    if problem is not None:
+        raise s.fail(*problem)
+    return obj
+
+
+def settings_dict(obj: Any) -> dict[str, Any]:
+    """The settings of a declaring object by key, nested declarations flattened (the
+    shape of its TOML table); fields that are not settings are left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            out.update(settings_dict(value))
+        elif "section" in f.metadata:
+            out[f.name] = value
+    return out
+
+
+def as_dict(cfg: Config) -> dict[str, Any]:
+    """The whole configuration as drs.toml spells it (`drs config check --json`)."""
+    return {"path": cfg.path, "database_url": cfg.database_url,
+            "hosts": [settings_dict(h) for h in cfg.hosts],
+            "balancer": settings_dict(cfg.balancer), "collector": settings_dict(cfg.collector),
+            "migrator": settings_dict(cfg.migrator), "rules": dataclasses.asdict(cfg.rules),
+            "service": settings_dict(cfg.service)}
 
 
 def _hosts(path: str, raw: list[Mapping[str, Any]]) -> tuple[HostConfig, ...]:
@@ -211,95 +345,21 @@ def _hosts(path: str, raw: list[Mapping[str, Any]]) -> tuple[HostConfig, ...]:
     seen: set[str] = set()
     for i, item in enumerate(raw):
         s = _Section(path, f"hosts[{i}]", item)
-        name = s.require("name", "str")
-        if not _name_ok(name):
-            raise s.fail("name", "expected a printable name of at most 255 characters")
-        if name in seen:
-            raise s.fail("name", f"duplicate host name {name!r}")
-        seen.add(name)
-        uri = s.require("uri", "str")
-        if "://" not in uri and ":///" not in uri:
-            raise s.fail("uri", f"expected a libvirt URI such as qemu+tcp://host/system, got {uri!r}")
-        host = HostConfig(
-            name=name,
-            uri=uri,
-            cpu_cores=s.get("cpu_cores", "float", None, _positive, "a number > 0"),
-            mem_mib=s.get("mem_mib", "int", None, _positive, "an integer > 0"),
-            group=s.get("group", "str", "default", _name_ok, "a non-empty name"),
-            storage_group=s.get("storage_group", "str", "default", _name_ok, "a non-empty name"),
-            max_outgoing=s.get("max_outgoing", "int", None, _positive, "an integer >= 1"),
-            max_incoming=s.get("max_incoming", "int", None, _positive, "an integer >= 1"),
-        )
+        host = _settings(HostConfig, "hosts", s, {})
+        if host.name in seen:
+            raise s.fail("name", f"duplicate host name {host.name!r}")
+        seen.add(host.name)
         s.finish()
         hosts.append(host)
     return tuple(hosts)
 
 
-def _balancer(s: _Section) -> BalancerConfig:
-    d = BalancerConfig()
-    cfg = BalancerConfig(
-        mode=s.get("mode", "str", d.mode, lambda v: v in BALANCER_MODES, "'automatic' or 'manual'"),
-        aggressiveness=s.get("aggressiveness", "int", d.aggressiveness, lambda v: 1 <= v <= 5,
-                             "an integer from 1 to 5"),
-        interval_s=s.get("interval_s", "float", d.interval_s, _positive, "a number of seconds > 0"),
-        cpu_weight=s.get("cpu_weight", "float", d.cpu_weight, _non_negative, "a number >= 0"),
-        mem_weight=s.get("mem_weight", "float", d.mem_weight, _non_negative, "a number >= 0"),
-        window_s=s.get("window_s", "float", d.window_s, _positive, "a number of seconds > 0"),
-        max_moves_per_pass=s.get("max_moves_per_pass", "int", d.max_moves_per_pass,
-                                 _non_negative, "an integer >= 0"),
-        max_moves_per_host=s.get("max_moves_per_host", "int", d.max_moves_per_host, _positive,
-                                 "an integer >= 1"),
-        cpu_overcommit_ratio=s.get("cpu_overcommit_ratio", "float", d.cpu_overcommit_ratio,
-                                   _positive, "a number > 0"),
-        mem_reserve_mib=s.get("mem_reserve_mib", "int", d.mem_reserve_mib, _non_negative,
-                              "an integer >= 0"),
-        cooldown_s=s.get("cooldown_s", "float", d.cooldown_s, _non_negative, "a number >= 0"),
-    )
-    if cfg.cpu_weight + cfg.mem_weight <= 0:
-        raise s.fail("cpu_weight", "cpu_weight + mem_weight must be > 0")
-    return cfg
-
-
-def _collector(s: _Section) -> CollectorConfig:
-    d = CollectorConfig()
-    cfg = CollectorConfig(
-        interval_s=s.get("interval_s", "float", d.interval_s, _positive, "a number of seconds > 0"),
-        timeout_s=s.get("timeout_s", "float", d.timeout_s, _positive, "a number of seconds > 0"),
-        raw_retention_days=s.get("raw_retention_days", "float", d.raw_retention_days, _positive,
-                                 "a number of days > 0"),
-        rollup_retention_days=s.get("rollup_retention_days", "float", d.rollup_retention_days,
-                                    _positive, "a number of days > 0"),
-    )
-    if cfg.timeout_s >= cfg.interval_s:
-        raise s.fail("timeout_s", f"expected a number of seconds < interval_s ({cfg.interval_s:g}), "
-                                  "so a hung host cannot delay the next cycle")
-    if cfg.rollup_retention_days < cfg.raw_retention_days:
-        raise s.fail("rollup_retention_days", "expected a number >= raw_retention_days")
-    return cfg
-
-
-def _migrator(s: _Section) -> MigratorConfig:
-    d = MigratorConfig()
-    return MigratorConfig(
-        max_outgoing_per_host=s.get("max_outgoing_per_host", "int", d.max_outgoing_per_host,
-                                    _positive, "an integer >= 1"),
-        max_incoming_per_host=s.get("max_incoming_per_host", "int", d.max_incoming_per_host,
-                                    _positive, "an integer >= 1"),
-        max_cluster=s.get("max_cluster", "int", d.max_cluster, _positive, "an integer >= 1"),
-        bandwidth_mib_s=s.get("bandwidth_mib_s", "int", d.bandwidth_mib_s, _non_negative,
-                              "an integer >= 0 (0 = unlimited)"),
-        max_downtime_ms=s.get("max_downtime_ms", "int", d.max_downtime_ms, _positive,
-                              "an integer >= 1"),
-        timeout_s=s.get("timeout_s", "float", d.timeout_s, _positive, "a number of seconds > 0"),
-        stall_timeout_s=s.get("stall_timeout_s", "float", d.stall_timeout_s, _positive,
-                              "a number of seconds > 0"),
-        copy_storage=s.get("copy_storage", "bool", d.copy_storage),
-        auto_converge=s.get("auto_converge", "bool", d.auto_converge),
-        postcopy_after_iterations=s.get("postcopy_after_iterations", "int",
-                                        d.postcopy_after_iterations, _non_negative,
-                                        "an integer >= 0 (0 = never)"),
-        compression=s.get("compression", "bool", d.compression),
-    )
+def _with_host_limits(m: MigratorConfig, hosts: tuple[HostConfig, ...]) -> MigratorConfig:
+    limits = dataclasses.replace(
+        m.limits,
+        outgoing_overrides={h.name: h.max_outgoing for h in hosts if h.max_outgoing},
+        incoming_overrides={h.name: h.max_incoming for h in hosts if h.max_incoming})
+    return dataclasses.replace(m, limits=limits)
 
 
 def _group_rules(path: str, prefix: str, raw: list[Mapping[str, Any]]) -> tuple[GroupRule, ...]:
@@ -343,19 +403,6 @@ def _rules(s: _Section) -> Rules:
     )
 
 
-def _service(s: _Section) -> ServiceConfig:
-    d = ServiceConfig()
-    return ServiceConfig(
-        metrics_listen=s.get("metrics_listen", "str", d.metrics_listen, _listen_ok,
-                             "an address:port such as 127.0.0.1:9177"),
-        lease_s=s.get("lease_s", "float", d.lease_s, _positive, "a number of seconds > 0"),
-        retention_interval_s=s.get("retention_interval_s", "float", d.retention_interval_s,
-                                   _positive, "a number of seconds > 0"),
-        shutdown_grace_s=s.get("shutdown_grace_s", "float", d.shutdown_grace_s, _non_negative,
-                               "a number of seconds >= 0"),
-    )
-
-
 def _check_rule_hosts(path: str, cfg_hosts: tuple[HostConfig, ...], rules: Rules) -> None:
     names = {h.name for h in cfg_hosts}
     for i, rule in enumerate(rules.vm_host):
@@ -379,13 +426,16 @@ def parse(text: str, path: str = DEFAULT_CONFIG_PATH) -> Config:
     db.finish()
     hosts = _hosts(path, top.get("hosts", "tables", []))
     sections: dict[str, Any] = {}
-    for name, build in (("balancer", _balancer), ("collector", _collector),
-                        ("migrator", _migrator), ("rules", _rules), ("service", _service)):
+    values: dict[str, Any] = {}  # section.key -> value, for the `from` fields
+    # [migrator] before [balancer]: the planner's Policy takes two [migrator] settings
+    for name, cls in (("collector", CollectorConfig), ("migrator", MigratorConfig),
+                      ("balancer", BalancerConfig), ("rules", None), ("service", ServiceConfig)):
         sec = _Section(path, name, top.get(name, "table", {}))
-        sections[name] = build(sec)
+        sections[name] = _rules(sec) if cls is None else _settings(cls, name, sec, values)
         sec.finish()
     top.finish()
     _check_rule_hosts(path, hosts, sections["rules"])
+    sections["migrator"] = _with_host_limits(sections["migrator"], hosts)
     return Config(path=path, database_url=_resolve_sqlite(url, path), hosts=hosts, **sections)
 
 

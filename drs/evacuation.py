@@ -16,14 +16,17 @@ from balancer.model import ClusterSnapshot, Move, Plan, Policy
 from balancer.planner import plan as plan_moves
 from drs.collect import CollectJob, summary_line
 from drs.config import Config
+from drs.db.plans import record_plan
 from drs.db.snapshot import load_snapshot
 from drs.errors import UserError
-from drs.migration import Migrator, needs_copy_storage
+from drs.migrator_builder import Migrator, needs_copy_storage
 from drs.policy import policy_from_config
 from migrator.hypervisor import HypervisorError
 from migrator.model import Job, MoveRequest
 
 log = logging.getLogger(__name__)
+
+ACTOR = "cli"  # who the audit log says recorded the plan (the service records as drs-serve)
 
 
 @dataclass(frozen=True)
@@ -53,9 +56,8 @@ def current_plan(m: Migrator, snapshot: ClusterSnapshot | None = None,
 
 
 def record(m: Migrator, result: Plan, plan_ms: float, mode: str, trigger: str) -> int:
-    from drs.service.balance import record_plan  # noqa: PLC0415 (the one plan writer)
-
-    return record_plan(m.engine, result, mode, plan_ms, time.time(), trigger=trigger)
+    return record_plan(m.engine, result, mode=mode, plan_ms=plan_ms, now_s=time.time(),
+                       trigger=trigger, actor=ACTOR)
 
 
 def move_requests(m: Migrator, moves: Iterable[Move], plan_id: int | None,

@@ -19,9 +19,12 @@ from migrator.model import CompletedStats, Job, JobState, MoveRequest, Progress
 
 @dataclass(frozen=True)
 class Limits:
-    max_outgoing_per_host: int = 2
-    max_incoming_per_host: int = 2
-    max_cluster: int = 8
+    """Concurrent migrations: the [migrator] limit settings (declared in the metadata, see
+    migrator.model.MigrationOptions) and the per-host overrides from [[hosts]]."""
+
+    max_outgoing_per_host: int = field(default=2, metadata={"section": "migrator", "ge": 1})
+    max_incoming_per_host: int = field(default=2, metadata={"section": "migrator", "ge": 1})
+    max_cluster: int = field(default=8, metadata={"section": "migrator", "ge": 1})
     outgoing_overrides: Mapping[str, int] = field(default_factory=dict)
     incoming_overrides: Mapping[str, int] = field(default_factory=dict)
 

@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from migrator.admission import JobStore
+from migrator.control import UNRESTRICTED, JobControl
 from migrator.hypervisor import Clock, DomainRunState, Hypervisor, HypervisorError
+from migrator.libvirt_common import first_line
 from migrator.model import Job, JobState, MigrationOptions, Outcome, Progress
 from migrator.prechecks import CheckInput, first_failure, run_checks
 
@@ -51,15 +53,28 @@ class _MigrateThread(threading.Thread):
 
 
 class Executor:
+    """Runs admitted jobs; `control` (injected) may refuse a start or abort a migration."""
+
     def __init__(self, hv: Hypervisor, store: JobStore, options: MigrationOptions,
                  actor: str = "migrator", clock: Clock = time.monotonic,
-                 mem_reserve_mib: int = 0) -> None:
+                 mem_reserve_mib: int = 0, control: JobControl = UNRESTRICTED,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.hv, self.store, self.options, self.actor = hv, store, options, actor
-        self.clock = clock
+        self.clock, self.sleep = clock, sleep
         self.mem_reserve_mib = mem_reserve_mib
+        self.control = control
 
     def run(self, job: Job, on_progress: ProgressCallback | None = None) -> Outcome:
         """Run an admitted (`running`) job to its end and record the outcome."""
+        refused = self.control.start(job)
+        if refused is not None:
+            return self._finish(job, Outcome(JobState.ABORTED, refused))
+        try:
+            return self._run(job, on_progress)
+        finally:
+            self.control.finished(job)
+
+    def _run(self, job: Job, on_progress: ProgressCallback | None) -> Outcome:
         copy_storage = job.copy_storage or self.options.copy_storage
         req = CheckInput(job.vm_name, job.source, job.destination, copy_storage,
                          self.store.in_maintenance(job.destination), self.mem_reserve_mib)
@@ -141,17 +156,15 @@ class Executor:
                          f"job {job.id}: switched to post-copy at iteration {progress.iteration}")
 
     def _maybe_abort(self, job: Job, options: MigrationOptions, watch: _Watch, now: float) -> None:
-        if now - watch.started_s > options.timeout_s:
-            watch.abort_reason = f"timeout: not finished after {options.timeout_s:g} s"
-        elif now - watch.last_progress_s > options.stall_timeout_s:
-            watch.abort_reason = (f"stalled: no progress for {options.stall_timeout_s:g} s")
-        else:
+        watch.abort_reason = self.control.abort_reason(job) or _over_limit(options, watch, now)
+        if watch.abort_reason is None:
             return
         log.warning("aborting migration of %s (%s -> %s): %s", job.vm_name, job.source,
                     job.destination, watch.abort_reason)
         try:
             self.hv.abort_job(job.source, job.vm_name)
         except HypervisorError as exc:
+            # Usually: it completed in the meantime. The post-check tells.
             log.warning("abort of %s on %s failed: %s", job.vm_name, job.source, exc)
 
     def post_check(self, job: Job) -> Outcome:
@@ -192,7 +205,8 @@ class Executor:
 
     def _finish(self, job: Job, outcome: Outcome) -> Outcome:
         durably(f"job {job.id}: recording {outcome.state}",
-                lambda: self.store.finish(job.id, outcome.state, outcome.error, outcome.stats))
+                lambda: self.store.finish(job.id, outcome.state, outcome.error, outcome.stats),
+                clock=self.clock, sleep=self.sleep)
         try:
             self.store.audit(self.actor, f"migration.{outcome.state}", job.vm_name,
                              f"job {job.id}: {job.source} -> {job.destination}"
@@ -206,6 +220,14 @@ class Executor:
         return outcome
 
 
+def _over_limit(options: MigrationOptions, watch: _Watch, now: float) -> str | None:
+    if now - watch.started_s > options.timeout_s:
+        return f"timeout: not finished after {options.timeout_s:g} s"
+    if now - watch.last_progress_s > options.stall_timeout_s:
+        return f"stalled: no progress for {options.stall_timeout_s:g} s"
+    return None
+
+
 def _with_copy_storage(options: MigrationOptions, copy_storage: bool) -> MigrationOptions:
     if options.copy_storage == copy_storage:
         return options
@@ -215,24 +237,21 @@ def _with_copy_storage(options: MigrationOptions, copy_storage: bool) -> Migrati
 FINISH_RETRY_S = 600.0  # how long a finished job keeps trying to reach the job store
 
 
-def first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def durably(what: str, call: Callable[[], object], budget_s: float = FINISH_RETRY_S) -> None:
+def durably(what: str, call: Callable[[], object], budget_s: float = FINISH_RETRY_S,
+            clock: Clock = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
     """Run a job-store write, retrying with backoff while the store is unreachable (a
     database restart): a finished migration must not leave its row `running`, which would
     hold its hosts' migration slots until the next start."""
     delay_s = 0.5
-    deadline = time.monotonic() + budget_s
+    deadline = clock() + budget_s
     while True:
         try:
             call()
             return
         except Exception as exc:  # noqa: BLE001 - the store's errors are its own types
-            if time.monotonic() >= deadline:
+            if clock() >= deadline:
                 raise
             log.warning("%s: job store unavailable (%s); retrying in %.1f s", what,
                         first_line(exc), delay_s)
-            time.sleep(delay_s)
+            sleep(delay_s)
             delay_s = min(delay_s * 2, 10.0)

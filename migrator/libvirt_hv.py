@@ -26,6 +26,7 @@ from migrator.hypervisor import (
     HostFacts,
     HypervisorError,
 )
+from migrator.libvirt_common import libvirt_message, quiet_libvirt
 from migrator.model import CompletedStats, MigrationOptions, Progress
 
 log = logging.getLogger(__name__)
@@ -36,17 +37,6 @@ _STATES = {
     libvirt.VIR_DOMAIN_PAUSED: DomainRunState.PAUSED,
     libvirt.VIR_DOMAIN_SHUTOFF: DomainRunState.SHUTOFF,
 }
-
-
-def _quiet(_ctx: object, _err: object) -> None:
-    """libvirt prints every error on stderr by default; ours are raised as exceptions."""
-
-
-libvirt.registerErrorHandler(_quiet, None)
-
-
-def _message(exc: libvirt.libvirtError) -> str:
-    return (exc.get_error_message() or str(exc)).strip().splitlines()[0]
 
 
 def migration_flags(options: MigrationOptions) -> int:
@@ -74,6 +64,7 @@ def migration_params(options: MigrationOptions) -> dict[str, Any]:
 class LibvirtHypervisor:
     def __init__(self, uris: Mapping[str, str], mem_caps_mib: Mapping[str, int] | None = None,
                  open_fn: Callable[[str], libvirt.virConnect] = libvirt.open) -> None:
+        quiet_libvirt()  # ours are raised as exceptions
         self.uris = dict(uris)
         self.mem_caps_mib = dict(mem_caps_mib or {})
         self._open = open_fn
@@ -91,7 +82,7 @@ class LibvirtHypervisor:
         try:
             return self._open(self.uri(host))
         except libvirt.libvirtError as exc:
-            raise HypervisorError(f"{host}: cannot connect: {_message(exc)}") from None
+            raise HypervisorError(f"{host}: cannot connect: {libvirt_message(exc)}") from None
 
     def _conn(self, host: str) -> libvirt.virConnect:
         with self._lock:
@@ -113,7 +104,7 @@ class LibvirtHypervisor:
                     with self._lock:
                         self._conns.pop(host, None)
                     continue
-                raise HypervisorError(f"{host}: {_message(exc)}") from None
+                raise HypervisorError(f"{host}: {libvirt_message(exc)}") from None
         raise AssertionError("unreachable")
 
     def close(self) -> None:
@@ -219,7 +210,7 @@ class LibvirtHypervisor:
                 pool = _find_pool(conn, directory)  # another process may have made it
                 if pool is None and build:
                     raise
-                log.debug("no pool over %s: %s", directory, _message(exc))
+                log.debug("no pool over %s: %s", directory, libvirt_message(exc))
                 return pool
 
     # -- migration ---------------------------------------------------------------------
@@ -231,11 +222,11 @@ class LibvirtHypervisor:
             try:
                 dom.migrateSetMaxDowntime(options.max_downtime_ms, 0)
             except libvirt.libvirtError as exc:
-                log.warning("%s: cannot set max downtime: %s", vm_name, _message(exc))
+                log.warning("%s: cannot set max downtime: %s", vm_name, libvirt_message(exc))
             dom.migrateToURI3(self.uri(destination), migration_params(options),
                               migration_flags(options))
         except libvirt.libvirtError as exc:
-            raise HypervisorError(_message(exc)) from None
+            raise HypervisorError(libvirt_message(exc)) from None
         finally:
             try:
                 conn.close()

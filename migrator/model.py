@@ -23,6 +23,10 @@ class JobState(enum.StrEnum):
         return self not in (JobState.QUEUED, JobState.RUNNING)
 
 
+# How a job can end (the `result` label of drs_migrations_finished_total), in report order.
+JOB_RESULTS: tuple[JobState, ...] = tuple(s for s in JobState if s.terminal)
+
+
 @dataclass(frozen=True)
 class Job:
     """One migration job as the store returns it."""
@@ -64,16 +68,25 @@ class MoveRequest:
 
 @dataclass(frozen=True)
 class MigrationOptions:
-    """libvirt migration tuning, from [migrator] in the config (plus per-job copy_storage)."""
+    """libvirt migration tuning: the [migrator] settings, plus per-job copy_storage.
 
-    bandwidth_mib_s: int = 0  # 0 = unlimited
-    max_downtime_ms: int = 300
-    auto_converge: bool = True
-    compression: bool = False
-    postcopy_after_iterations: int = 0  # 0 = never
-    copy_storage: bool = False
-    timeout_s: float = 600.0
-    stall_timeout_s: float = 60.0
+    A setting's metadata declares it (see balancer.model.Policy): `section` (its TOML
+    table), bounds (`gt`, `ge`, `le`), `unit` and `note`; drs.config validates from them.
+    """
+
+    bandwidth_mib_s: int = field(default=0, metadata={
+        "section": "migrator", "ge": 0, "unit": "MiB/s", "note": "0 = unlimited"})
+    max_downtime_ms: int = field(default=300, metadata={
+        "section": "migrator", "ge": 1, "unit": "milliseconds"})
+    auto_converge: bool = field(default=True, metadata={"section": "migrator"})
+    compression: bool = field(default=False, metadata={"section": "migrator"})
+    postcopy_after_iterations: int = field(default=0, metadata={
+        "section": "migrator", "ge": 0, "note": "0 = never"})
+    copy_storage: bool = False  # per job (needs_copy_storage), not [migrator] copy_storage
+    timeout_s: float = field(default=600.0, metadata={
+        "section": "migrator", "gt": 0, "unit": "seconds"})
+    stall_timeout_s: float = field(default=60.0, metadata={
+        "section": "migrator", "gt": 0, "unit": "seconds"})
     poll_interval_s: float = 0.25
 
 

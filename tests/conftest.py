@@ -8,12 +8,19 @@ Tests that move guests call `lab.reset_placement()` first (or last) so they can 
 Labs take the first free block of addresses from DRS_TEST_LAB_BASE (default 127.0.0.101)
 in steps of 10, so parallel sessions never share one; CI=true turns "cannot run the lab
 here" from a skip into a failure.
+
+Fresh machine: with CI=true (or DRS_TEST_FRESH_IMAGE=1) the session's guest image cache
+($DRS_LAB_CACHE) is a new empty directory, so every CI run builds the guest kernel and
+initramfs from nothing (download included), as a new user's machine would; the rest of the
+session reuses that image and the directory is removed at the end.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,6 +31,32 @@ from tests.support.db import db_engine, db_url, fresh_postgres_url  # noqa: F401
 LAB_BASE_ENV = "DRS_TEST_LAB_BASE"
 DEFAULT_TEST_LAB_BASE = "127.0.0.101"
 LAB_FIXTURES = {"lab", "make_lab"}
+FRESH_IMAGE_ENV = "DRS_TEST_FRESH_IMAGE"
+_fresh_cache: list[str] = []
+
+
+def fresh_image_wanted() -> bool:
+    return (os.environ.get("CI", "").lower() == "true"
+            or os.environ.get(FRESH_IMAGE_ENV, "") == "1")
+
+
+def fresh_image_cache() -> str | None:
+    """The empty guest image cache this session started with, if it has one."""
+    return _fresh_cache[0] if _fresh_cache else None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if fresh_image_wanted() and not _fresh_cache:
+        from drs.lab import image  # noqa: PLC0415
+
+        path = tempfile.mkdtemp(prefix="drs-lab-cache-", dir="/var/tmp")
+        os.environ[image.CACHE_ENV] = path
+        _fresh_cache.append(path)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _fresh_cache:
+        shutil.rmtree(_fresh_cache.pop(), ignore_errors=True)
 
 
 def lab_unavailable() -> str | None:

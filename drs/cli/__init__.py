@@ -39,31 +39,23 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from drs.cli import config_cmd, db_cmd, lab_cmd  # noqa: PLC0415
+    from drs.cli import (  # noqa: PLC0415 - the group exists before its commands import it
+        balance_cmd,
+        bench_collect,
+        collect_cmd,
+        config_cmd,
+        db_cmd,
+        lab_cmd,
+        migrate_cmd,
+        recommend_cmd,
+        serve_cmd,
+    )
 
-    for group in (config_cmd.config, db_cmd.db, lab_cmd.lab):
-        cli.add_command(group)
-    from drs.cli import collect_cmd  # noqa: PLC0415
-
-    for command in (collect_cmd.collect, collect_cmd.status):
+    commands = (config_cmd.config, db_cmd.db, lab_cmd.lab, collect_cmd.collect,
+                collect_cmd.status, *migrate_cmd.COMMANDS, *serve_cmd.COMMANDS,
+                balance_cmd.simulate_cmd, balance_cmd.bench, recommend_cmd.recommend)
+    for command in commands:
         cli.add_command(command)
-    from drs.cli import migrate_cmd  # noqa: PLC0415
-
-    for command in migrate_cmd.COMMANDS:
-        cli.add_command(command)
-    from drs.cli import serve_cmd  # noqa: PLC0415
-
-    for command in serve_cmd.COMMANDS:
-        cli.add_command(command)
-    from drs.cli import balance_cmd  # noqa: PLC0415
-
-    for command in (balance_cmd.simulate_cmd, balance_cmd.bench):
-        cli.add_command(command)
-
-
-    from drs.cli import balance_cmd, bench_collect, recommend_cmd  # noqa: PLC0415
-
-    cli.add_command(recommend_cmd.recommend)
     balance_cmd.bench.add_command(bench_collect.collect)
 
 

@@ -18,7 +18,6 @@ from balancer.model import Policy
 from balancer.planner import plan
 from balancer.simulate import SimConfig, default_hosts, memory_sizes_mib, simulate
 from balancer.synthetic import synthetic_cluster
-from balancer.trace import load_planetlab
 from drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
 from drs.config import BalancerConfig, Config
 from drs.db import schema
@@ -26,6 +25,7 @@ from drs.db.engine import make_engine
 from drs.db.history import load_history, parse_time
 from drs.errors import UserError
 from drs.policy import policy_from_config
+from drs.traces import load_planetlab
 
 # What the simulation prints, in this order, with a human label for the table.
 SIM_METRICS = {

@@ -20,6 +20,7 @@ from drs.db.snapshot import stale_after_s
 from drs.db.status import HostView, cluster_imbalance, load_hosts, load_vms, target_imbalance
 from drs.errors import UserError
 from drs.secrets import redact
+from migrator.libvirt_common import first_line
 
 log = logging.getLogger("drs.collect")
 
@@ -87,7 +88,7 @@ def _one_cycle(job: CollectJob, raise_errors: bool) -> None:
     try:
         outcome = job.run_cycle()
     except SQLAlchemyError as exc:
-        detail = redact(str(getattr(exc, "orig", exc)).strip().splitlines()[0])
+        detail = redact(first_line(getattr(exc, "orig", exc), fallback=type(exc).__name__))
         if raise_errors:
             raise UserError(f"writing samples failed: {detail}") from None
         log.error("writing samples failed (cycle dropped): %s", detail)
@@ -99,7 +100,8 @@ def _retention(job: CollectJob) -> None:
     try:
         stats = job.apply_retention()
     except SQLAlchemyError as exc:
-        log.error("retention failed: %s", redact(str(getattr(exc, "orig", exc)).splitlines()[0]))
+        log.error("retention failed: %s",
+                  redact(first_line(getattr(exc, "orig", exc), fallback=type(exc).__name__)))
         return
     if stats.buckets_rolled or stats.raw_deleted or stats.rollups_deleted or stats.vms_deleted:
         log.info("retention: %d buckets rolled up, %d raw samples, %d rollups, %d gone VMs "
@@ -123,7 +125,7 @@ def status_data(app: AppContext, window_s: float | None, now_s: float | None = N
     vms = load_vms(engine, now, window)
     engine.dispose()
     eligible = [h for h in hosts if h.eligible]
-    imbalance = cluster_imbalance(hosts, cfg.balancer.cpu_weight, cfg.balancer.mem_weight)
+    imbalance = cluster_imbalance(hosts, cfg.balancer.policy.cpu_weight, cfg.balancer.policy.mem_weight)
     return {
         "hosts": [{"name": h.name, "cpu_load": _round(h.cpu_load), "mem_load": _round(h.mem_load),
                    "vms": h.vms, "stale": h.stale, "state": h.state, "error": _why_stale(h, now),
@@ -132,7 +134,7 @@ def status_data(app: AppContext, window_s: float | None, now_s: float | None = N
                  "mem_mib": _round(v.mem_used_mib, 1), "uuid": v.uuid, "vcpus": v.vcpus,
                  "mem_max_mib": v.mem_mib} for v in vms],
         "imbalance": _round(imbalance),
-        "target": _round(target_imbalance(cfg.balancer.aggressiveness, len(eligible)))
+        "target": _round(target_imbalance(cfg.balancer.policy.aggressiveness, len(eligible)))
         if eligible else None,
     }
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import click
 
 from drs.cli.common import AppContext, console, json_option, pass_app, print_json
+from drs.config import as_dict
 from drs.secrets import redact
 
 
@@ -22,13 +21,13 @@ def check(app: AppContext, as_json: bool) -> None:
     """Validate the config file; print a summary or the first error (exit 2)."""
     cfg = app.config
     if as_json:
-        data = dataclasses.asdict(cfg)
+        data = as_dict(cfg)
         data["database_url"] = redact(cfg.database_url)
         print_json(data)
         return
     console.print(f"{cfg.path}: OK", highlight=False)
     console.print(f"  database: {redact(cfg.database_url)}", highlight=False, markup=False)
     console.print(f"  hosts: {len(cfg.hosts)}; balancer: {cfg.balancer.mode}, "
-                  f"aggressiveness {cfg.balancer.aggressiveness}; rules: "
+                  f"aggressiveness {cfg.balancer.policy.aggressiveness}; rules: "
                   f"{len(cfg.rules.affinity)} affinity, {len(cfg.rules.anti_affinity)} anti-affinity, "
                   f"{len(cfg.rules.vm_host)} vm-host", highlight=False)

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from drs import evacuation, migration
+from drs import evacuation, migrator_builder
 from drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
 from drs.errors import UserError
 from migrator import model
@@ -19,15 +19,15 @@ from migrator.prechecks import CheckInput, CheckStatus, run_checks
 MIB = 1024 * 1024
 
 
-def _build(app: AppContext) -> migration.Migrator:
-    m = migration.build(app.config)
+def _build(app: AppContext) -> migrator_builder.Migrator:
+    m = migrator_builder.build(app.config)
     for r in m.reconcile():
         err_console.print(f"reconciled job {r.job_id} ({r.vm_name}): {r.state} {r.detail}",
                           highlight=False, markup=False)
     return m
 
 
-def _source_of(m: migration.Migrator, vm: str) -> str:
+def _source_of(m: migrator_builder.Migrator, vm: str) -> str:
     found, errors = m.locate(vm)
     if not found:
         extra = f" (unreachable: {'; '.join(errors)})" if errors else ""
@@ -84,7 +84,7 @@ def _ms(value: float | None) -> str:
     return "?" if value is None else f"{value:.0f} ms"
 
 
-def run_jobs(m: migration.Migrator, moves: list[model.MoveRequest]) -> list[model.Job]:
+def run_jobs(m: migrator_builder.Migrator, moves: list[model.MoveRequest]) -> list[model.Job]:
     """Queue `moves` and run them under the limits with live progress; the final rows."""
     jobs = m.runner.submit(moves)
     with _progress() as progress:
@@ -111,7 +111,7 @@ def migrate(app: AppContext, vm: str, destination: str, check_only: bool,
     source = _source_of(m, vm)
     if source == destination:
         raise UserError(f"{vm} already runs on {destination}")
-    copy = migration.needs_copy_storage(cfg, source, destination, copy_storage)
+    copy = migrator_builder.needs_copy_storage(cfg, source, destination, copy_storage)
     if check_only:
         _check_only(m, vm, source, destination, copy)
         return
@@ -120,10 +120,10 @@ def migrate(app: AppContext, vm: str, destination: str, check_only: bool,
         raise click.exceptions.Exit(1)
 
 
-def _check_only(m: migration.Migrator, vm: str, source: str, destination: str,
+def _check_only(m: migrator_builder.Migrator, vm: str, source: str, destination: str,
                 copy: bool) -> None:
     req = CheckInput(vm, source, destination, copy, m.store.in_maintenance(destination),
-                     m.cfg.balancer.mem_reserve_mib)
+                     int(m.cfg.balancer.policy.mem_reserve_mib))
     results, _dom = run_checks(m.hv, req)
     table = Table(title=f"pre-checks: {vm} {source} -> {destination}"
                         f"{' (copy-storage)' if copy else ''}")
@@ -258,7 +258,7 @@ def maintenance_exit(app: AppContext, host: str) -> None:
     """Take HOST out of maintenance: it receives VMs again."""
     if app.config.host(host) is None:
         raise UserError(f"unknown host {host!r}")
-    m = migration.build(app.config)
+    m = migrator_builder.build(app.config)
     m.store.set_host_state(host, "active", None)
     m.store.audit("cli", "host.active", host, "left maintenance")
     console.print(f"{host} is active", highlight=False)

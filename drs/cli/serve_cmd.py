@@ -10,7 +10,7 @@ import time
 import click
 
 from drs.cli.common import AppContext, pass_app
-from drs.db import schema
+from drs.config import LISTEN_EXPECTED, listen_ok
 from drs.db.engine import make_engine
 from drs.errors import UserError
 
@@ -91,7 +91,6 @@ def serve(app: AppContext, mode: str | None, collect_interval_s: float | None,
             "--no-balance without --collect-shard: this process collects every host")
     _quiet_scheduler_logs()
     engine = make_engine(cfg.database_url)
-    schema.require_current(engine)
     try:
         service = Service(cfg, engine, opts)
     except OSError as exc:
@@ -134,9 +133,9 @@ def _exit_at_end_of_grace(stop: threading.Event, grace_s: float) -> None:
 
 
 def _check_listen(value: str) -> None:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise UserError(f"--metrics-listen {value!r}: expected ADDR:PORT such as 127.0.0.1:9177")
+    """The same check as service.metrics_listen in the config."""
+    if not listen_ok(value):
+        raise UserError(f"--metrics-listen {value!r}: expected {LISTEN_EXPECTED}")
 
 
 @click.command("demo")
@@ -167,7 +166,7 @@ def demo(name: str, n_hosts: int, n_vms: int, collect_interval_s: float,
     once the imbalance stayed under target (or after --max-rounds), prints the before/after
     summary and the path of an HTML report, and takes the lab down.
     """
-    from drs.service.demo import DemoOptions, run_demo  # noqa: PLC0415
+    from drs.lab.demo import DemoOptions, run_demo  # noqa: PLC0415
 
     _check_listen(metrics_listen)
     # the live table is the output; log lines would tear it (errors still show)

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from drs.db.models import AuditEvent, HostState, MigrationJob
+from drs.db.models import AuditEvent, HostStateRow, MigrationJob
 from migrator.admission import Decision, Limits, choose
 from migrator.model import CompletedStats, Job, JobState, MoveRequest, Progress
 
@@ -142,14 +142,14 @@ class SqlJobStore:
 
     def in_maintenance(self, host: str) -> bool:
         with self._session() as session:
-            row = session.get(HostState, host)
+            row = session.get(HostStateRow, host)
             return row is not None and row.state == "maintenance"
 
     def set_host_state(self, host: str, state: str, reason: str | None) -> None:
         with self._session() as session:
-            row = session.get(HostState, host)
+            row = session.get(HostStateRow, host)
             if row is None:
-                row = HostState(host_name=host)
+                row = HostStateRow(host_name=host)
                 session.add(row)
             row.state, row.reason, row.changed_s = state, reason, self.clock()
 

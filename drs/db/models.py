@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from migrator.model import JobState
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -28,10 +30,6 @@ NAMING = {
     "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
     "pk": "pk_%(table_name)s",
 }
-
-JOB_STATES = ("queued", "running", "succeeded", "failed", "aborted", "skipped")
-JOB_ACTIVE_STATES = ("queued", "running")
-HOST_STATES = ("active", "maintenance")
 
 
 class Base(DeclarativeBase):
@@ -57,7 +55,7 @@ class Host(Base):
     last_seen_s: Mapped[float | None] = mapped_column(Float)
 
 
-class HostState(Base):
+class HostStateRow(Base):
     """Operator-set host state (maintenance), separate from what the collector sees."""
 
     __tablename__ = "host_states"
@@ -141,7 +139,7 @@ class VmSampleRollup(Base):
     samples: Mapped[int] = mapped_column(Integer)
 
 
-class Plan(Base):
+class PlanRow(Base):
     """One planner run: a recommendation (manual mode, dry run) or a plan being executed."""
 
     __tablename__ = "plans"
@@ -156,7 +154,7 @@ class Plan(Base):
     plan_ms: Mapped[float] = mapped_column(Float)
 
 
-class PlannedMove(Base):
+class PlannedMoveRow(Base):
     __tablename__ = "planned_moves"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -184,7 +182,7 @@ class MigrationJob(Base):
     vm_uuid: Mapped[str | None] = mapped_column(String(36))
     source: Mapped[str] = mapped_column(String(255))
     destination: Mapped[str] = mapped_column(String(255))
-    state: Mapped[str] = mapped_column(String(16), default="queued")
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED.value)  # JobState
     copy_storage: Mapped[bool] = mapped_column(Boolean, default=False)
     owner: Mapped[str | None] = mapped_column(String(255))  # process that runs it (host:pid)
     queued_s: Mapped[float] = mapped_column(Float)

@@ -19,8 +19,8 @@ from sqlalchemy.orm import Session
 from balancer.demand import DemandEstimator, estimate_demand
 from balancer.model import ClusterSnapshot, HostState, VmState
 from drs.config import Config
-from drs.db.models import Host, MigrationJob, Vm, VmSample
-from drs.db.models import HostState as HostStateRow
+from drs.db.models import Host, HostStateRow, MigrationJob, Vm, VmSample
+from migrator.model import JobState
 
 
 def cpu_features(cpu_xml: str | None) -> frozenset[str]:
@@ -111,7 +111,7 @@ def _last_migrations(session: Session) -> dict[str, tuple[float, str]]:
     """VM name -> (finished_s, source) of its latest successful migration."""
     latest = (
         select(MigrationJob.vm_name, func.max(MigrationJob.finished_s).label("finished_s"))
-        .where(MigrationJob.state == "succeeded")
+        .where(MigrationJob.state == JobState.SUCCEEDED.value)
         .group_by(MigrationJob.vm_name)
         .subquery()
     )

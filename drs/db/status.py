@@ -8,22 +8,30 @@ This is the API the balancer snapshot, `drs status` and the metrics use:
   last successful poll (so a stale host shows its last known load, flagged stale).
 - `load_vms(engine, now_s, window_s)` -> [VmView]: current inventory with mean demand
   over the window before its host's last successful poll.
-- `load_vm_demand(engine, since_s, until_s)` -> {uuid: DemandSeries}: raw samples per VM,
-  oldest first (`rollups=True`: the 5-minute averages instead, for long windows).
-- `cluster_imbalance(hosts, cpu_weight, mem_weight)` and `target_imbalance(...)`.
+- `cluster_imbalance(hosts, cpu_weight, mem_weight)` and `target_imbalance(...)`: the
+  balancer's own definitions (balancer.scoring) applied to the measured loads.
+
+`now_s` bounds every read: samples after it are not counted, so the window ends at the
+host's last successful poll or at `now_s`, whichever is earlier.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, case, func, select
 
-from drs.db.models import Host, HostSample, HostState, Vm, VmSample, VmSampleRollup
+from balancer.model import host_eligible
+from balancer.scoring import load_imbalance
+from balancer.scoring import target_imbalance as core_target
+from drs.db.models import Host, HostSample, HostStateRow, Vm, VmSample
 from drs.db.snapshot import cpu_features
+
+__all__ = ["HostView", "VmView", "cluster_imbalance", "cpu_features", "load_hosts", "load_vms",
+           "target_imbalance"]
 
 
 @dataclass(frozen=True)
@@ -48,7 +56,7 @@ class HostView:
 
     @property
     def eligible(self) -> bool:
-        return self.state == "active" and not self.stale
+        return host_eligible(self.state, self.stale)
 
 
 @dataclass(frozen=True)
@@ -64,13 +72,9 @@ class VmView:
     last_migrated_s: float | None
 
 
-@dataclass(frozen=True)
-class DemandSeries:
-    uuid: str
-    ts_s: list[float] = field(default_factory=list)
-    cpu_cores: list[float] = field(default_factory=list)
-    mem_used_mib: list[float] = field(default_factory=list)
-    host_ids: list[int] = field(default_factory=list)
+def _window_end(now_s: float) -> Any:
+    """The end of a host's sample window: its last successful poll, bounded by now_s."""
+    return case((Host.last_seen_s > now_s, now_s), else_=Host.last_seen_s)
 
 
 def load_hosts(engine: Engine, now_s: float, window_s: float,
@@ -80,11 +84,11 @@ def load_hosts(engine: Engine, now_s: float, window_s: float,
             select(HostSample.host_id, func.avg(HostSample.cpu_load), func.avg(HostSample.mem_load),
                    func.avg(HostSample.cpu_cores_used), func.avg(HostSample.mem_used_mib))
             .join(Host, Host.id == HostSample.host_id)
-            .where(HostSample.ts_s >= Host.last_seen_s - window_s)
+            .where(HostSample.ts_s >= _window_end(now_s) - window_s, HostSample.ts_s <= now_s)
             .group_by(HostSample.host_id))}
         counts = dict(conn.execute(select(Vm.host_id, func.count()).where(
             Vm.gone_s.is_(None), Vm.host_id.is_not(None)).group_by(Vm.host_id)).all())
-        states = dict(conn.execute(select(HostState.host_name, HostState.state)).all())
+        states = dict(conn.execute(select(HostStateRow.host_name, HostStateRow.state)).all())
         hosts = conn.execute(select(Host.__table__).order_by(Host.name)).all()
     out = []
     for h in hosts:
@@ -107,7 +111,8 @@ def load_vms(engine: Engine, now_s: float, window_s: float) -> list[VmView]:
         means = {vid: (c, m) for vid, c, m in conn.execute(
             select(VmSample.vm_id, func.avg(VmSample.cpu_cores), func.avg(VmSample.mem_used_mib))
             .join(Vm, Vm.id == VmSample.vm_id).join(Host, Host.id == Vm.host_id)
-            .where(Vm.gone_s.is_(None), VmSample.ts_s >= Host.last_seen_s - window_s)
+            .where(Vm.gone_s.is_(None), VmSample.ts_s >= _window_end(now_s) - window_s,
+                   VmSample.ts_s <= now_s)
             .group_by(VmSample.vm_id))}
         rows = conn.execute(
             select(Vm.__table__, Host.name.label("host_name"))
@@ -122,57 +127,23 @@ def load_vms(engine: Engine, now_s: float, window_s: float) -> list[VmView]:
     return out
 
 
-def load_vm_demand(engine: Engine, since_s: float, until_s: float | None = None,
-                   rollups: bool = False) -> dict[str, DemandSeries]:
-    """Per VM UUID, its samples in [since_s, until_s), oldest first (for the balancer)."""
-    table: Any = VmSampleRollup if rollups else VmSample
-    ts = table.bucket_s if rollups else table.ts_s
-    stmt = (select(Vm.uuid, ts, table.cpu_cores, table.mem_used_mib, table.host_id)
-            .join(Vm, Vm.id == table.vm_id).where(ts >= since_s).order_by(table.vm_id, ts))
-    if until_s is not None:
-        stmt = stmt.where(ts < until_s)
-    out: dict[str, DemandSeries] = {}
-    with engine.connect() as conn:
-        for uuid, t, cpu, mem, hid in conn.execute(stmt):
-            series = out.get(uuid)
-            if series is None:
-                series = out[uuid] = DemandSeries(uuid)
-            series.ts_s.append(t)
-            series.cpu_cores.append(cpu)
-            series.mem_used_mib.append(mem)
-            series.host_ids.append(hid)
-    return out
-
-
 def cluster_imbalance(hosts: Iterable[HostView], cpu_weight: float,
                       mem_weight: float) -> float | None:
-    """Weighted root of the per-resource variances of host load over eligible hosts.
-
-    Same formula as balancer.scoring.imbalance (which works on the planner's arrays);
-    None when no eligible host has loads.
-    """
-    eligible = [h for h in hosts if h.eligible and h.cpu_load is not None
-                and h.mem_load is not None]
-    if not eligible:
+    """balancer.scoring.load_imbalance over the measured loads of the eligible hosts;
+    None when no eligible host has loads."""
+    loads = [(h.cpu_load, h.mem_load) for h in hosts
+             if h.eligible and h.cpu_load is not None and h.mem_load is not None]
+    if not loads:
         return None
-    total = cpu_weight + mem_weight
-    w_cpu, w_mem = (cpu_weight / total, mem_weight / total) if total > 0 else (1.0, 0.0)
-    var = (w_cpu * _pvariance([h.cpu_load or 0.0 for h in eligible])
-           + w_mem * _pvariance([h.mem_load or 0.0 for h in eligible]))
-    return math.sqrt(max(var, 0.0))
+    cpu, mem = zip(*loads, strict=True)
+    return float(load_imbalance(cpu, mem, [True] * len(loads), cpu_weight, mem_weight))
 
 
 def target_imbalance(aggressiveness: int, n_hosts: int) -> float | None:
-    """0.1 * (5 - L) / sqrt(N) (DESIGN.md); None for level 1 (never balances)."""
-    from balancer.scoring import target_imbalance as core  # noqa: PLC0415
-
-    value = core(aggressiveness, n_hosts)
+    """balancer.scoring.target_imbalance (docs/balancer.md, Scoring); None for level 1
+    (never balances)."""
+    value = core_target(aggressiveness, n_hosts)
     return value if math.isfinite(value) else None
-
-
-def _pvariance(values: list[float]) -> float:
-    mean = sum(values) / len(values)
-    return sum((v - mean) ** 2 for v in values) / len(values)
 
 
 def _f(value: object) -> float | None:

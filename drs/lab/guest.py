@@ -19,7 +19,7 @@ QEMU_BINARY = "/usr/bin/qemu-system-x86_64"
 def kernel_cmdline(vm: VmState) -> str:
     # quiet: every console byte is an exit under TCG, and it keeps the serial log readable
     return (f"console=ttyS0 quiet loglevel=3 panic=-1 drs.burn={vm.burn_pct} "
-            f"drs.touch={vm.touch_mib} drs.dirty={vm.dirty_mib_s}")
+            f"drs.touch={vm.touch_mib} drs.dirty={vm.dirty_mib_s} drs.hb_ms={vm.heartbeat_ms}")
 
 
 def domain_xml(vm: VmState, kernel: str, initrd: str) -> str:
@@ -100,8 +100,9 @@ def wait_booted(vms: list[VmState], timeout_s: float,
 
 
 def migrate(src_conn, dst_uri: str, name: str, copy_storage: bool = False,  # type: ignore[no-untyped-def]
-            max_downtime_ms: int = 300) -> None:
-    """Live migration, peer to peer, persistent on the destination, undefined on the source."""
+            max_downtime_ms: int = 300, bandwidth_mib_s: int = 0) -> None:
+    """Live migration, peer to peer, persistent on the destination, undefined on the source;
+    `bandwidth_mib_s` caps it (0 = uncapped)."""
     import libvirt  # noqa: PLC0415
 
     flags = (libvirt.VIR_MIGRATE_LIVE | libvirt.VIR_MIGRATE_PEER2PEER
@@ -111,4 +112,5 @@ def migrate(src_conn, dst_uri: str, name: str, copy_storage: bool = False,  # ty
         flags |= libvirt.VIR_MIGRATE_NON_SHARED_DISK
     dom = src_conn.lookupByName(name)
     dom.migrateSetMaxDowntime(max_downtime_ms, 0)
-    dom.migrateToURI3(dst_uri, {}, flags)
+    params = {libvirt.VIR_MIGRATE_PARAM_BANDWIDTH: bandwidth_mib_s} if bandwidth_mib_s else {}
+    dom.migrateToURI3(dst_uri, params, flags)

@@ -1,24 +1,37 @@
-"""Heartbeats of lab guests: "DRS-HB <counter> <unix time>" lines in the serial log."""
+"""Heartbeats of lab guests: "DRS-HB <counter> <unix time> <memory errors>" lines in the
+serial log, and the guest's own memory self-check ("DRS-MEMERR ..." lines, drs-burn.c)."""
 
 from __future__ import annotations
 
 import re
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-_LINE = re.compile(r"DRS-HB (\d+) (\d+\.\d+)")
+_LINE = re.compile(r"DRS-HB (\d+) (\d+\.\d+)(?: (\d+))?")
+_MEMERR = re.compile(r"DRS-MEMERR [^\r\n]*")
 
 
 class Beat(NamedTuple):
     counter: int
     timestamp: float  # guest wall clock, unix seconds
+    mem_errors: int = 0  # pages the guest found not holding what it wrote, since boot
 
 
 def parse(text: str) -> list[Beat]:
     """Every heartbeat in `text`, in order; kernel messages and torn lines are skipped."""
-    return [Beat(int(m.group(1)), float(m.group(2))) for m in _LINE.finditer(text)]
+    return [Beat(int(m.group(1)), float(m.group(2)), int(m.group(3) or 0))
+            for m in _LINE.finditer(text)]
+
+
+def memory_errors(path: str | Path) -> list[str]:
+    """The guest's memory mismatch reports ("DRS-MEMERR page=... want=... got=...")."""
+    try:
+        return _MEMERR.findall(Path(path).read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        return []
 
 
 def read(path: str | Path) -> list[Beat]:
@@ -52,21 +65,60 @@ def missing_counters(beats: Sequence[Beat]) -> list[int]:
     return gone
 
 
-def wait_resumed(path: str | Path, timeout_s: float, beats: int = 2) -> tuple[bool, bool]:
-    """Wait up to `timeout_s` (host clock) for `beats` new heartbeat lines in `path`.
+@dataclass(frozen=True)
+class Health:
+    """What a guest's serial log says after an event (a migration, a fault)."""
 
-    Returns (resumed, rebooted); rebooted: the counter restarted among the new lines (the
-    guest rebooted, e.g. after the TCG crash below). Lines are counted, not counter values,
-    so a guest that rebooted still shows as beating.
+    resumed: bool  # new heartbeats arrived
+    rebooted: bool  # the counter restarted: the guest crashed and came back (panic=-1)
+    oops: str | None  # its last words are a kernel oops
+    mem_errors: tuple[str, ...]  # memory mismatch reports new since the event
+
+    @property
+    def problem(self) -> str | None:
+        """One line naming what is wrong, or None for a guest that kept running intact."""
+        if self.mem_errors:
+            return (f"memory mismatch ({len(self.mem_errors)} report(s)): "
+                    f"{self.mem_errors[0]}")
+        if self.oops is not None:
+            return f"guest kernel oops: {self.oops}"
+        if self.rebooted:
+            return "guest rebooted (heartbeat counter restarted)"
+        if not self.resumed:
+            return "stopped beating"
+        return None
+
+
+@dataclass(frozen=True)
+class Mark:
+    """Where a guest's serial log stood before an event."""
+
+    beats: int
+    mem_errors: int
+
+
+def mark(path: str | Path) -> Mark:
+    return Mark(len(read(path)), len(memory_errors(path)))
+
+
+def wait_alive(path: str | Path, timeout_s: float, since: Mark | None = None,
+               beats: int = 2) -> Health:
+    """Wait up to `timeout_s` (host clock) for `beats` heartbeat lines newer than `since`
+    (default: now) and judge the guest: reboot, oops, memory mismatch since the mark.
+
+    Lines are counted, not counter values, so a guest that rebooted still shows as beating
+    (and is reported as rebooted).
     """
-    start = len(read(path))
+    start = since or mark(path)
     deadline = time.monotonic() + timeout_s
     while True:
         now = read(path)
-        if len(now) >= start + beats:
-            return True, -1 in missing_counters(now[max(0, start - 1):])
-        if time.monotonic() >= deadline:
-            return False, False
+        resumed = len(now) >= start.beats + beats
+        if resumed or time.monotonic() >= deadline:
+            rebooted = -1 in missing_counters(now[max(0, start.beats - 1):])
+            errors = tuple(memory_errors(path)[start.mem_errors:])
+            return Health(resumed=resumed, rebooted=rebooted, oops=last_oops(path),
+                          mem_errors=errors)
         time.sleep(0.2)
 
 
@@ -76,10 +128,9 @@ OOPS_MARKERS = ("Kernel panic", "BUG:", "Oops:", "general protection fault")
 def last_oops(path: str | Path) -> str | None:
     """If the guest's last words are a kernel oops (not a heartbeat), its last oops lines.
 
-    Lab guests run under TCG (QEMU 7.2), which now and then corrupts a guest's memory in a
-    long live migration: the guest kernel oopses on the destination while libvirt reports
-    it running there (docs/migrator.md, "Known lab issue"). Tests use this to tell that
-    from a product failure.
+    A guest that oopses after a live migration lost memory in it (under QEMU 7.2's TCG this
+    happened now and then; docs/lab.md, "QEMU version"): tests fail on it, and the lab
+    restarts such a guest before the next test (Lab.dead).
     """
     try:
         text = Path(path).read_text(errors="replace")

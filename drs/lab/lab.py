@@ -146,6 +146,7 @@ class Lab:
         for vs in spec.vms:
             vm = VmState(name=vs.name, host=vs.host, burn_pct=vs.burn_pct, mem_mib=vs.mem_mib,
                          touch_mib=vs.touch_mib, dirty_mib_s=vs.dirty_mib_s, disk_mib=vs.disk_mib,
+                         heartbeat_ms=vs.heartbeat_ms,
                          uuid=str(uuid.uuid4()),
                          serial_log=str(lab_dir / "serial" / f"{vs.name}.log"))
             if vs.disk_mib:
@@ -221,8 +222,10 @@ class Lab:
                     found[dom.name()] = h.name
         return found
 
-    def migrate(self, vm_name: str, dst_host: str, copy_storage: bool | None = None) -> None:
-        """Live-migrate a guest to `dst_host` (copying its disk in per-host storage mode)."""
+    def migrate(self, vm_name: str, dst_host: str, copy_storage: bool | None = None,
+                bandwidth_mib_s: int = 0) -> None:
+        """Live-migrate a guest to `dst_host` (copying its disk in per-host storage mode),
+        capped at `bandwidth_mib_s` (0 = uncapped)."""
         vm = self.state.vm(vm_name)
         src = self.where().get(vm_name)
         if src is None:
@@ -232,7 +235,8 @@ class Lab:
         if copy_storage is None:
             copy_storage = bool(vm.disk_path) and self.state.storage == "per-host"
         with self.connect(src) as conn:
-            guest.migrate(conn, self.uri(dst_host), vm_name, copy_storage=copy_storage)
+            guest.migrate(conn, self.uri(dst_host), vm_name, copy_storage=copy_storage,
+                          bandwidth_mib_s=bandwidth_mib_s)
 
     def stop_host(self, host_name: str) -> None:
         """Simulate a host failure: SIGKILL its libvirtd. Its guests keep running (as QEMU

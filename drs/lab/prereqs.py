@@ -81,20 +81,32 @@ def check(create_accounts: bool = True) -> None:
         ensure_accounts()
 
 
-def ensure_accounts() -> None:
-    """The QEMU driver refuses to load without user/group libvirt-qemu and group kvm."""
+def ensure_accounts(root: Path | None = None) -> None:
+    """The QEMU driver refuses to load without user/group libvirt-qemu and group kvm.
+
+    `root`: create them in the system rooted there (useradd/groupadd --root) instead of
+    this one; the test of the fresh-machine path uses it.
+    """
+    at = ["--root", str(root)] if root is not None else []
     for group in ("kvm", "libvirt-qemu"):
-        try:
-            grp.getgrnam(group)
-        except KeyError:
+        if not _has_account(root, "group", group):
             log.warning("creating system group %s (needed by libvirt's QEMU driver)", group)
-            _run(["groupadd", "-r", group])
-    try:
-        pwd.getpwnam("libvirt-qemu")
-    except KeyError:
+            _run(["groupadd", *at, "-r", group])
+    if not _has_account(root, "passwd", "libvirt-qemu"):
         log.warning("creating system user libvirt-qemu (needed by libvirt's QEMU driver)")
-        _run(["useradd", "-r", "-g", "libvirt-qemu", "-G", "kvm", "-d", "/var/lib/libvirt",
+        _run(["useradd", *at, "-r", "-g", "libvirt-qemu", "-G", "kvm", "-d", "/var/lib/libvirt",
               "-s", "/usr/sbin/nologin", "libvirt-qemu"])
+
+
+def _has_account(root: Path | None, database: str, name: str) -> bool:
+    if root is None:
+        try:
+            (grp.getgrnam if database == "group" else pwd.getpwnam)(name)
+        except KeyError:
+            return False
+        return True
+    lines = (root / "etc" / database).read_text().splitlines()
+    return any(line.split(":", 1)[0] == name for line in lines)
 
 
 def _run(cmd: list[str]) -> None:

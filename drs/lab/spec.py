@@ -27,6 +27,7 @@ class VmSpec:
     touch_mib: int
     dirty_mib_s: int
     disk_mib: int
+    heartbeat_ms: int = 1000
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ def build(name: str = "lab", n_hosts: int = 3, n_vms: int = 6, placement_text: s
           burn: str | None = None, mem: str | None = None, touch: str | None = None,
           dirty_mib_s: int = DEFAULT_DIRTY_MIB_S, disk_mib: int = 0, storage: str = "shared",
           base_address: str = DEFAULT_BASE_ADDRESS, host_cpu_cores: float = 1.0,
-          host_mem_mib: int | None = None) -> LabSpec:
+          host_mem_mib: int | None = None, heartbeat_ms: int = 1000) -> LabSpec:
     """Validate the `lab up` options into a LabSpec (raises UserError with the option name)."""
     check_name(name)
     if not 1 <= n_hosts <= 32:
@@ -139,6 +140,8 @@ def build(name: str = "lab", n_hosts: int = 3, n_vms: int = 6, placement_text: s
         raise UserError(f"--storage {storage!r}: expected one of {', '.join(STORAGE_MODES)}")
     if disk_mib < 0 or dirty_mib_s < 0:
         raise UserError("--disk-mib and --dirty-mib-s must be >= 0")
+    if not 50 <= heartbeat_ms <= 10_000:
+        raise UserError(f"heartbeat period {heartbeat_ms} ms: expected 50..10000")
     if host_cpu_cores <= 0:
         raise UserError(f"--host-cpu-cores {host_cpu_cores}: expected a number > 0")
     hosts = host_names(n_hosts)
@@ -151,7 +154,7 @@ def build(name: str = "lab", n_hosts: int = 3, n_vms: int = 6, placement_text: s
             raise UserError(f"--touch-mib: vm{vm + 1} touches {t} MiB of {m} MiB; leave at least "
                             "64 MiB for the guest kernel")
     vms = tuple(VmSpec(name=n, host=h, burn_pct=b, mem_mib=m, touch_mib=t,
-                       dirty_mib_s=dirty_mib_s, disk_mib=disk_mib)
+                       dirty_mib_s=dirty_mib_s, disk_mib=disk_mib, heartbeat_ms=heartbeat_ms)
                 for n, h, b, m, t in zip(vm_names(n_vms), homes, burns, mems, touches, strict=True))
     if host_mem_mib is None:
         # Sized so the skewed host (all guests) sits at 75 % memory load: clearly loaded,

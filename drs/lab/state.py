@@ -67,6 +67,7 @@ class VmState:
     serial_log: str
     disk_path: str = ""  # path as the guest's host sees it ("" = no data disk)
     xml: str = ""
+    heartbeat_ms: int = 1000
 
 
 @dataclass

@@ -29,19 +29,17 @@ from drs.db.jobs import SqlJobStore
 from drs.db.retention import apply_retention
 from drs.db.snapshot import load_snapshot
 from drs.errors import UserError
-from drs.migration import limits_from_config, needs_copy_storage, options_from_config
+from drs.migrator_builder import build, needs_copy_storage
 from drs.policy import policy_from_config
 from drs.service.balance import ACTOR, BalanceJob, Round, cluster_loads, publish_loads
-from drs.service.leader import LeaderLock, NeverLeader, default_holder, make_leader_lock
+from drs.service.job_control import ServiceMigrations
+from drs.service.leader import LeaderLock, NeverLeader, make_leader_lock
 from drs.service.metrics import DrsMetrics, MetricsServer
-from drs.service.migrations import ServiceExecutor, ServiceMigrations
 from drs.service.observe import MigrationObserver
 from drs.service.scheduler import JobSpec, ServiceScheduler
 from drs.service.shutdown import ShutdownReport, StopSignal, graceful_stop
 from migrator.hypervisor import Hypervisor
-from migrator.libvirt_hv import LibvirtHypervisor
-from migrator.reconcile import Reconciler
-from migrator.runner import Runner
+from migrator.runner import process_owner
 
 log = logging.getLogger("drs.serve")
 DAY_S = 86400.0
@@ -113,20 +111,17 @@ class Service:
         self.opts = opts
         self.engine = engine
         self.metrics = metrics or DrsMetrics()
-        self.owner = default_holder()
+        self.owner = process_owner()
+        self.store = SqlJobStore(engine)
+        self.migrations = ServiceMigrations(self.store, self.owner)
+        # the one migrator builder (checks the schema version first)
+        self.migrator = build(cfg, engine, hv, actor=ACTOR, owner=self.owner, store=self.store,
+                              control=self.migrations)
+        self.hv, self.runner = self.migrator.hv, self.migrator.runner
         self.leader: LeaderLock = leader or (
             make_leader_lock(engine, cfg.service.lease_s, self.owner) if opts.balance
             else NeverLeader(self.owner))
         self.policy = policy_from_config(cfg)
-        self.store = SqlJobStore(engine)
-        self.hv = hv or LibvirtHypervisor({h.name: h.uri for h in cfg.hosts},
-                                          {h.name: h.mem_mib for h in cfg.hosts if h.mem_mib})
-        self.migrations = ServiceMigrations(self.store, self.owner)
-        self.executor = ServiceExecutor(self.hv, self.store, options_from_config(cfg),
-                                        actor=ACTOR, mem_reserve_mib=cfg.balancer.mem_reserve_mib,
-                                        control=self.migrations)
-        self.runner = Runner(self.store, self.executor, limits_from_config(cfg), self.owner,
-                             actor=ACTOR)
         collect_hosts = shard_hosts(cfg.hosts, opts.shard) if opts.collect else ()
         if opts.shard is not None:
             log.warning("collect shard %d/%d: %s", *opts.shard,
@@ -187,7 +182,7 @@ class Service:
 
     def reconcile(self) -> None:
         """Settle jobs a dead process left running (e.g. the previous leader)."""
-        for r in Reconciler(self.store, self.hv, self.executor, self.owner, actor=ACTOR).run():
+        for r in self.migrator.reconcile():
             log.warning("reconciled job %d of %s: %s %s", r.job_id, r.vm_name, r.state, r.detail)
         self._reconcile_pending = False
 

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -33,15 +31,12 @@ from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from drs.db.models import Lease
+from migrator.libvirt_common import first_line
+from migrator.runner import process_owner  # the same owner format as migration job rows
 
 log = logging.getLogger(__name__)
 
 LEASE_NAME = "balancer"
-
-
-def default_holder() -> str:
-    """host:pid, the same owner format as migration job rows."""
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class LeaderLock(Protocol):
@@ -79,7 +74,7 @@ class PostgresAdvisoryLock:
         self.engine = engine
         self.name = name
         self.key = advisory_key(name)
-        self.holder = holder or default_holder()
+        self.holder = holder or process_owner()
         self.lease_s = lease_s
         self.ttl_s = lease_s * 2 / 3
         self._clock = clock
@@ -191,7 +186,7 @@ class SqliteLease:
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self.engine = engine
         self.name = name
-        self.holder = holder or default_holder()
+        self.holder = holder or process_owner()
         self.lease_s = lease_s
         self.ttl_s = lease_s * 2 / 3
         self._clock = clock
@@ -279,7 +274,7 @@ class NeverLeader:
     """A collector-only process (`drs serve --no-balance`): never contends for the lock."""
 
     def __init__(self, holder: str | None = None) -> None:
-        self.holder = holder or default_holder()
+        self.holder = holder or process_owner()
         self.poll_interval_s = 60.0
 
     @property
@@ -319,5 +314,5 @@ def _record_holder(conn: Connection, name: str, holder: str, expires_s: float) -
 
 
 def _first_line(exc: BaseException) -> str:
-    text_ = str(getattr(exc, "orig", None) or exc).strip()
-    return text_.splitlines()[0] if text_ else exc.__class__.__name__
+    """The driver's own message (SQLAlchemy wraps it in `orig`), one line."""
+    return first_line(getattr(exc, "orig", None) or exc, fallback=exc.__class__.__name__)

@@ -18,9 +18,9 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from drs import __version__
+from migrator.model import JOB_RESULTS
 
 JOB_NAMES = ("collect", "balance", "retention", "observe")
-MIGRATION_RESULTS = ("succeeded", "failed", "aborted", "skipped")
 MOVE_KINDS = ("mandatory", "balancing")
 RESOURCES = ("cpu", "memory", "combined")
 DIRECTIONS = ("outgoing", "incoming")
@@ -132,7 +132,7 @@ class DrsMetrics:
         for job in JOB_NAMES:
             for metric in (self.job_runs, self.job_failures, self.job_skipped):
                 metric.labels(job)
-        for result in MIGRATION_RESULTS:
+        for result in JOB_RESULTS:
             self.migrations_finished.labels(result)
         for kind in MOVE_KINDS:
             self.planner_moves.labels(kind)

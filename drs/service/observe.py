@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, or_, select
 
 from drs.db.models import Host, MigrationJob
-from drs.service.metrics import MIGRATION_RESULTS, DrsMetrics
+from drs.service.metrics import DrsMetrics
+from migrator.model import JOB_RESULTS, JobState
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +61,12 @@ class MigrationObserver:
                        MigrationJob.destination, MigrationJob.started_s,
                        MigrationJob.finished_s, MigrationJob.total_ms,
                        MigrationJob.downtime_ms)
-                .where(or_(MigrationJob.state == "running",
+                .where(or_(MigrationJob.state == JobState.RUNNING,
                            MigrationJob.finished_s >= window_start,
                            MigrationJob.started_s >= window_start))).all()
         running: list[tuple[str, str]] = []
         for row in rows:
-            if row.state == "running":
+            if row.state == JobState.RUNNING:
                 running.append((row.source, row.destination))
             self._count(row, since, now)
         self.metrics.set_running_migrations(hosts, running)
@@ -73,12 +74,12 @@ class MigrationObserver:
 
     def _count(self, row, since: float, now: float) -> None:  # type: ignore[no-untyped-def]
         m = self.metrics
-        admitted = row.state == "running" or (row.state in MIGRATION_RESULTS
+        admitted = row.state == JobState.RUNNING or (row.state in JOB_RESULTS
                                               and row.started_s is not None)
         if admitted and row.id not in self._seen.started and (row.started_s or now) >= since:
             self._seen.started[row.id] = now
             m.migrations_started.inc()
-        if row.state not in MIGRATION_RESULTS or row.id in self._seen.finished:
+        if row.state not in JOB_RESULTS or row.id in self._seen.finished:
             return
         if row.finished_s is None or row.finished_s < since:
             return
@@ -88,7 +89,7 @@ class MigrationObserver:
             if (row.started_s or now) >= since:
                 m.migrations_started.inc()
         m.migrations_finished.labels(row.state).inc()
-        if row.state == "succeeded":
+        if row.state == JobState.SUCCEEDED:
             if row.total_ms is not None:
                 m.migration_duration.observe(row.total_ms / 1000.0)
             if row.downtime_ms is not None:

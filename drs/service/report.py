@@ -20,6 +20,7 @@ from typing import NamedTuple
 from balancer import report as plan_report
 from balancer.model import ClusterSnapshot, Plan
 from drs.service.balance import ClusterLoads, Round
+from migrator.model import JobState
 
 
 class MigrationRow(NamedTuple):
@@ -144,7 +145,7 @@ def _migrations_table(migrations: list[MigrationRow]) -> str:
         return "<p>No migration.</p>"
     rows = []
     for m in migrations:
-        cls = "ok" if m.state == "succeeded" else "bad"
+        cls = "ok" if m.state == JobState.SUCCEEDED else "bad"
         rows.append(f"<tr><td>{_e(m.vm_name)}</td><td>{_e(m.source)}</td>"
                     f"<td>{_e(m.destination)}</td><td class=\"{cls}\">{_e(m.state)}</td>"
                     f"<td>{_ms(m.total_ms)}</td><td>{_ms(m.downtime_ms)}</td>"
@@ -155,7 +156,7 @@ def _migrations_table(migrations: list[MigrationRow]) -> str:
 
 def render_html(data: ReportData) -> str:
     b, a = data.before, data.after
-    ok = sum(1 for m in data.migrations if m.state == "succeeded")
+    ok = sum(1 for m in data.migrations if m.state == JobState.SUCCEEDED)
     conv = (f'<span class="ok">converged: round {data.converged_round} found the imbalance '
             "under target</span>" if data.converged_round else
             '<span class="bad">not converged within the rounds allowed</span>')

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -107,24 +106,19 @@ def test_three_cycles_measure_each_burn(the_lab: Any, lab_config: Path) -> None:
         assert not h["stale"] and h["vms"] == sum(1 for v in where.values() if v == h["name"])
         assert h["cpu_load"] == pytest.approx(on_host / caps[h["name"]], abs=0.02)
         assert 0 <= h["mem_load"] < 1 and (h["mem_load"] > 0) == (h["vms"] > 0)
-    if off_burn:
-        starved = all(abs(measured[vm.name] - vm.burn_pct / 100) > BURN_TOLERANCE_CORES
-                      for vm in the_lab.vms if any(e.startswith(vm.name + ":") for e in off_burn))
-        if starved:  # the guests did not get their burn: the machine is overloaded
-            pytest.xfail(f"machine overloaded, guests below their burn: {off_burn}")
-        pytest.fail(f"collector off the configured burn: {off_burn}")
+    # The collector agrees with the lab's own measurement (above); the guests must also
+    # burn what they were configured to (a machine too busy to give it fails here).
+    assert not off_burn, f"collector off the configured burn: {off_burn}"
 
 
 def test_host_down_goes_stale_and_recovers(the_lab: Any, lab_config: Path) -> None:
-    stop_host, start_host = _host_control(the_lab)
-    if hasattr(the_lab, "reset_placement"):
-        the_lab.reset_placement()  # the shared lab: earlier tests may have moved guests
+    the_lab.reset_placement()  # the shared lab: earlier tests may have moved guests
     cfg = config_mod.load(str(lab_config))
     victim = cfg.hosts[-1].name
     job = CollectJob(cfg, make_engine(cfg.database_url))
     try:
         _cycles(job, 2)
-        stop_host(victim)
+        the_lab.stop_host(victim)
         try:
             t0 = time.monotonic()
             down = job.run_cycle().result
@@ -139,7 +133,7 @@ def test_host_down_goes_stale_and_recovers(the_lab: Any, lab_config: Path) -> No
             data = _status(lab_config)
             assert {h["name"]: h["stale"] for h in data["hosts"]}[victim] is True
         finally:
-            start_host(victim)
+            the_lab.start_host(victim)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             time.sleep(INTERVAL_S)
@@ -150,31 +144,6 @@ def test_host_down_goes_stale_and_recovers(the_lab: Any, lab_config: Path) -> No
     finally:
         job.close()
 
-
-def _host_control(the_lab: Any) -> tuple[Any, Any]:
-    """Kill and restart one lab libvirtd: the lab API's, or (only on a lab this test run
-    was pointed at with DRS_TEST_LAB, never the shared session lab) a local stand-in."""
-    if hasattr(the_lab, "stop_host") and hasattr(the_lab, "start_host"):
-        return the_lab.stop_host, the_lab.start_host
-    if not os.environ.get("DRS_TEST_LAB"):
-        pytest.skip("the lab API has no stop_host/start_host yet")
-    from drs.lab import host as lab_host  # noqa: PLC0415
-    from drs.lab import procs  # noqa: PLC0415
-
-    def stop(name: str) -> None:
-        h = the_lab.state.host(name)
-        os.kill(h.pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while procs.alive(h.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-
-    def start(name: str) -> None:
-        h = the_lab.state.host(name)
-        lab_host.start(h)
-        lab_host.wait_ready(h)
-        the_lab.state.save()
-
-    return stop, start
 
 
 def test_sample_cost_per_host_is_small(the_lab: Any, lab_config: Path) -> None:

@@ -24,8 +24,8 @@ def test_example_config_parses_every_section() -> None:
     assert cfg.hosts[0].uri == "qemu+ssh://root@kvm-a1/system"  # passed through unchanged
     assert cfg.hosts[0].cpu_cores == 32.0 and cfg.hosts[0].mem_mib == 262144
     assert cfg.hosts[2].group == "site-b" and cfg.hosts[2].storage_group == "san-b"
-    assert cfg.balancer.aggressiveness == 3 and cfg.balancer.mode == "manual"
-    assert cfg.migrator.max_cluster == 8
+    assert cfg.balancer.policy.aggressiveness == 3 and cfg.balancer.mode == "manual"
+    assert cfg.migrator.limits.max_cluster == 8
     assert cfg.rules.anti_affinity[0].vms == ("db-primary", "db-replica-1", "db-replica-2")
     assert {r.kind for r in cfg.rules.vm_host} == {"must", "should"}
     assert cfg.service.metrics_host == "127.0.0.1" and cfg.service.metrics_port == 9177
@@ -35,14 +35,15 @@ def test_example_config_parses_every_section() -> None:
 def test_config_objects_are_frozen() -> None:
     cfg = config.parse("", "x.toml")
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.balancer.aggressiveness = 5  # type: ignore[misc]
+        cfg.balancer.policy.aggressiveness = 5  # type: ignore[misc]
 
 
 def test_defaults_when_empty(tmp_path: Path) -> None:
     cfg = config.parse("", str(tmp_path / "drs.toml"))
     assert cfg.database_url == f"sqlite:///{tmp_path / 'drs.sqlite'}"
     assert cfg.hosts == ()
-    assert cfg.migrator.max_outgoing_per_host == 2 and cfg.migrator.max_incoming_per_host == 2
+    limits = cfg.migrator.limits
+    assert limits.max_outgoing_per_host == 2 and limits.max_incoming_per_host == 2
     assert cfg.service.metrics_listen == "127.0.0.1:9177"
 
 
@@ -139,3 +140,34 @@ def test_version_and_help() -> None:
     assert runner.invoke(cli, ["--version"]).output.startswith("drs, version ")
     result = runner.invoke(cli, ["--help"])
     assert result.exit_code == 0 and "config" in result.output and "db" in result.output
+
+
+@pytest.mark.parametrize(("value", "ok"), [("127.0.0.1:9177", True), ("[::1]:9177", True),
+                                           ("127.0.0.1:0", False), ("x:65536", False),
+                                           ("nowhere", False), (":9177", False)])
+def test_one_listen_check_for_config_and_serve(value: str, ok: bool) -> None:
+    from drs.cli.serve_cmd import _check_listen  # noqa: PLC0415
+    from drs.errors import UserError  # noqa: PLC0415
+
+    assert config.listen_ok(value) is ok
+    if ok:
+        _check_listen(value)
+        assert config.parse(f'[service]\nmetrics_listen = "{value}"\n').service.metrics_listen
+    else:
+        with pytest.raises(UserError):
+            _check_listen(value)
+        with pytest.raises(ConfigError):
+            config.parse(f'[service]\nmetrics_listen = "{value}"\n')
+
+
+def test_settings_come_from_their_declarations() -> None:
+    """Policy takes [migrator] copy_storage and bandwidth_mib_s; [[hosts]] overrides reach
+    the admission limits."""
+    cfg = config.parse('[[hosts]]\nname = "h1"\nuri = "qemu:///system"\nmax_outgoing = 3\n'
+                       '[migrator]\ncopy_storage = true\nbandwidth_mib_s = 64\n'
+                       '[balancer]\nmem_reserve_mib = 512\n')
+    assert cfg.balancer.policy.copy_storage is True and cfg.balancer.policy.bandwidth_mib_s == 64.0
+    assert cfg.migrator.copy_storage is True and cfg.migrator.options.bandwidth_mib_s == 64
+    assert cfg.migrator.options.copy_storage is False  # per job, not the setting
+    assert cfg.migrator.limits.outgoing_overrides == {"h1": 3}
+    assert cfg.balancer.policy.mem_reserve_mib == 512.0

@@ -81,7 +81,7 @@ def test_parse_either_succeeds_or_raises_one_line_config_error(text: str) -> Non
         assert message.startswith("fuzz.toml: ")
         assert "\n" not in message
     else:
-        assert 1 <= cfg.balancer.aggressiveness <= 5
+        assert 1 <= cfg.balancer.policy.aggressiveness <= 5
         assert all(h.uri and h.name for h in cfg.hosts)
 
 

@@ -11,7 +11,7 @@ from drs.db.models import (
     Host,
     HostSample,
     HostSampleRollup,
-    HostState,
+    HostStateRow,
     Vm,
     VmSample,
     VmSampleRollup,
@@ -22,7 +22,6 @@ from drs.db.status import (
     cluster_imbalance,
     cpu_features,
     load_hosts,
-    load_vm_demand,
     load_vms,
     target_imbalance,
 )
@@ -118,7 +117,7 @@ def test_status_reads_and_imbalance(db_engine: Engine) -> None:
     for i in range(3):
         store.write_cycle(_cycle(T0 + 20 * i, placement))
     with db_engine.begin() as conn:
-        conn.execute(insert(HostState).values(host_name="h2", state="maintenance", changed_s=T0))
+        conn.execute(insert(HostStateRow).values(host_name="h2", state="maintenance", changed_s=T0))
     hosts = load_hosts(db_engine, T0 + 45, window_s=60, stale_after_s=50)
     h1, h2 = hosts
     assert (h1.name, h1.cpu_load, h1.vms, h1.stale) == ("h1", 0.5, 2, False)
@@ -131,8 +130,21 @@ def test_status_reads_and_imbalance(db_engine: Engine) -> None:
     assert late[0].cpu_load == 0.5  # but the last known load is still shown
     vms = {v.name: v for v in load_vms(db_engine, T0 + 45, 60)}
     assert vms["vm-a"].host == "h1" and vms["vm-a"].cpu_cores == pytest.approx(1.0)
-    demand = load_vm_demand(db_engine, T0 + 10)
-    assert len(demand["a"].ts_s) == 2 and demand["a"].cpu_cores == [1.0, 1.0]
+
+
+def test_now_s_bounds_the_status_window(db_engine: Engine) -> None:
+    """Samples after now_s do not count: the window ends at the host's last poll or at
+    now_s, whichever is earlier."""
+    store = SampleStore(db_engine)
+    store.sync_hosts(HOSTS)
+    for i in range(3):  # the VM burns 0, 1, 2 cores at T0, T0 + 20, T0 + 40
+        store.write_cycle(_cycle(T0 + 20 * i, {"h1": [_vm("a", "h1", cpu=float(i))]}))
+    then = load_hosts(db_engine, T0 + 25, window_s=30, stale_after_s=50)[0]
+    assert then.cpu_load == pytest.approx((0 + 1) / 2 / 4)  # T0 and T0 + 20 of 4 cores
+    now = load_hosts(db_engine, T0 + 45, window_s=30, stale_after_s=50)[0]
+    assert now.cpu_load == pytest.approx((1 + 2) / 2 / 4)  # T0 + 20 and T0 + 40
+    assert load_vms(db_engine, T0 + 25, 30)[0].cpu_cores == pytest.approx(0.5)
+    assert load_vms(db_engine, T0 + 45, 30)[0].cpu_cores == pytest.approx(1.5)
 
 
 def test_cluster_imbalance_formula() -> None:
@@ -175,7 +187,6 @@ def test_retention_rolls_up_then_prunes_in_batches(db_engine: Engine) -> None:
     # Idempotent: a second run rolls nothing twice.
     again = apply_retention(db_engine, now, 7 * day, 90 * day)
     assert again.buckets_rolled == 0
-    assert load_vm_demand(db_engine, start, rollups=True)["a"].cpu_cores[0] == pytest.approx(0.4)
     gone = apply_retention(db_engine, start + 100 * day, 7 * day, 90 * day, batch_rows=5)
     assert gone.rollups_deleted == 12 + 24
 

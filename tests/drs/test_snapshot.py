@@ -7,7 +7,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from drs import config
-from drs.db.models import Host, HostState, MigrationJob, Vm, VmSample
+from drs.db.models import Host, HostStateRow, MigrationJob, Vm, VmSample
 from drs.db.snapshot import cpu_features, load_snapshot
 
 NOW_S = 1_000_000.0
@@ -42,7 +42,7 @@ def _fill(engine: Engine) -> None:
             s.add(VmSample(vm_id=v1.id, host_id=h1.id, ts_s=ts, cpu_cores=1.0, mem_used_mib=300))
             s.add(VmSample(vm_id=v2.id, host_id=h2.id, ts_s=ts, cpu_cores=0.5 if k < 29 else 3.0,
                            mem_used_mib=100))
-        s.add(HostState(host_name="h2", state="maintenance", changed_s=NOW_S))
+        s.add(HostStateRow(host_name="h2", state="maintenance", changed_s=NOW_S))
         s.add(MigrationJob(vm_name="v1", source="h2", destination="h1", state="succeeded",
                            queued_s=NOW_S - 120, finished_s=NOW_S - 100))
         s.add(MigrationJob(vm_name="v1", source="h3", destination="h2", state="succeeded",

@@ -17,10 +17,10 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from drs import config as config_mod
-from drs import migration
+from drs import migrator_builder as migration
 from drs.db import schema
 from drs.db.engine import make_engine
-from drs.db.models import MigrationJob, Plan
+from drs.db.models import MigrationJob, PlanRow
 from drs.lab import config_out, heartbeat
 from tests.e2e.prometheus_proc import Prometheus, available
 from tests.service.serve_proc import ServeProcess, free_port, wait_for
@@ -62,8 +62,8 @@ def procs() -> Iterator[list[Any]]:
 
 def _plans(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        return conn.execute(select(Plan.id, Plan.imbalance_before, Plan.target, Plan.created_s)
-                            .order_by(Plan.id)).all()
+        return conn.execute(select(PlanRow.id, PlanRow.imbalance_before, PlanRow.target, PlanRow.created_s)
+                            .order_by(PlanRow.id)).all()
 
 
 def _jobs(engine: Engine) -> list[Any]:

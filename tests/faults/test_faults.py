@@ -26,9 +26,9 @@ from drs.collect import CollectJob
 from drs.config import parse
 from drs.db import schema
 from drs.db.engine import make_engine
-from drs.db.models import MigrationJob, Plan
+from drs.db.models import MigrationJob, PlanRow
 from drs.lab import config_out
-from drs.migration import Migrator, build
+from drs.migrator_builder import Migrator, build
 from drs.secrets import redact
 from migrator.model import JobState, MoveRequest
 from tests.faults import invariants
@@ -186,7 +186,7 @@ def _job_rows(engine: Engine) -> list[Any]:
 
 def _plans(engine: Engine) -> int:
     with Session(engine) as s:
-        return len(s.scalars(select(Plan.id)).all())
+        return len(s.scalars(select(PlanRow.id)).all())
 
 
 def _serve_killed_run(lab: Any, tmp: Path, point: str, fraction: float

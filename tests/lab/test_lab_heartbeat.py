@@ -64,15 +64,38 @@ def _append_later(path: Path, lines: str, delay_s: float = 0.3) -> threading.Thr
     return thread
 
 
-def test_wait_resumed_counts_new_lines_and_tells_a_reboot(tmp_path: Path) -> None:
+def test_wait_alive_counts_new_lines_and_tells_a_reboot(tmp_path: Path) -> None:
     log = tmp_path / "serial.log"
-    log.write_text("DRS-HB 41 1700000000.0\nDRS-HB 42 1700000001.0\n")
-    _append_later(log, "DRS-HB 43 1700000002.0\nDRS-HB 44 1700000003.0\n").join(0)
-    assert heartbeat.wait_resumed(log, timeout_s=5) == (True, False)
+    log.write_text("DRS-HB 41 1700000000.0 0\nDRS-HB 42 1700000001.0 0\n")
+    _append_later(log, "DRS-HB 43 1700000002.0 0\nDRS-HB 44 1700000003.0 0\n").join(0)
+    health = heartbeat.wait_alive(log, timeout_s=5)
+    assert health.resumed and not health.rebooted and health.problem is None
     # the guest crashed and rebooted: its counter starts again at 1
     _append_later(log, "[ 0.1] Linux version\nDRS-HB 1 1700000090.0\nDRS-HB 2 1700000091.0\n")
-    assert heartbeat.wait_resumed(log, timeout_s=5) == (True, True)
-    assert heartbeat.wait_resumed(log, timeout_s=0.5) == (False, False)  # silent
+    health = heartbeat.wait_alive(log, timeout_s=5)
+    assert health.resumed and health.rebooted
+    assert health.problem == "guest rebooted (heartbeat counter restarted)"
+    silent = heartbeat.wait_alive(log, timeout_s=0.5)
+    assert not silent.resumed and silent.problem == "stopped beating"
+
+
+def test_wait_alive_names_a_memory_mismatch_since_the_mark(tmp_path: Path) -> None:
+    log = tmp_path / "serial.log"
+    log.write_text("DRS-HB 1 1700000000.0 0\n"
+                   "DRS-MEMERR page=3 word=0 want=01 got=02 gen=4\n"  # before the mark
+                   "DRS-HB 2 1700000001.0 1\n")
+    before = heartbeat.mark(log)
+    assert before == heartbeat.Mark(beats=2, mem_errors=1)
+    _append_later(log, "DRS-HB 3 1700000002.0 1\nDRS-HB 4 1700000003.0 1\n").join(0)
+    assert heartbeat.wait_alive(log, timeout_s=5, since=before).problem is None
+    after = heartbeat.mark(log)
+    _append_later(log, "DRS-MEMERR page=1024 word=7 want=841c got=841d gen=1\n"
+                       "DRS-HB 5 1700000004.0 2\nDRS-HB 6 1700000005.0 2\n").join(0)
+    health = heartbeat.wait_alive(log, timeout_s=5, since=after)
+    assert health.resumed and not health.rebooted
+    assert health.problem == ("memory mismatch (1 report(s)): "
+                              "DRS-MEMERR page=1024 word=7 want=841c got=841d gen=1")
+    assert heartbeat.read(log)[-1] == heartbeat.Beat(6, 1700000005.0, 2)
 
 
 def test_a_guest_stuck_after_an_oops_counts_as_dead(tmp_path: Path) -> None:

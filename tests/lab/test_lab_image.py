@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from drs.errors import UserError
-from drs.lab import guest, image, prereqs
+from drs.lab import guest, heartbeat, image, prereqs
 from drs.lab.state import VmState
 
 
@@ -68,3 +69,93 @@ def test_kernel_package_none_without_a_versioned_dependency() -> None:
     assert image.kernel_package("linux-image-amd64\n") is None
     assert image.kernel_package("") is None
     assert image.kernel_package("  Depends: linux-image-amd64\n") is None
+
+
+@pytest.mark.lab
+def test_guest_image_builds_from_an_empty_cache(tmp_path: Path) -> None:
+    """The fresh-machine path: kernel package resolved and downloaded, vmlinuz extracted,
+    initramfs compiled and packed, from an empty cache. Under CI the whole session's cache
+    started empty (tests/conftest.py), so this is the build every lab then reuses."""
+    from tests.conftest import fresh_image_cache, fresh_image_wanted  # noqa: PLC0415
+
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        pytest.skip("needs root and apt-get")
+    if fresh_image_wanted():
+        cache = fresh_image_cache()
+        assert cache is not None and os.environ[image.CACHE_ENV] == cache
+        cache_path = Path(cache)
+    else:
+        cache_path = tmp_path / "cache"  # a developer's run: an empty cache of its own
+    built = image.ensure(cache_path)
+    debs = [p.name for p in (cache_path / "debs").glob("*.deb")]
+    assert len(debs) == 1 and image.kernel_package(f"  Depends: {debs[0].split('_')[0]}") \
+        is not None, debs
+    kernel = built.kernel.read_bytes()
+    assert kernel[0x202:0x206] == b"HdrS", "not a bzImage"
+    listing = subprocess.run(["cpio", "-t"], input=built.initrd.read_bytes(),
+                             capture_output=True, check=True).stdout.decode().split()
+    assert {"init", "bin/busybox", "bin/drs-burn"} <= set(listing)
+
+
+@pytest.fixture(scope="module")
+def burner(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc not installed")
+    out = tmp_path_factory.mktemp("burner") / "drs-burn"
+    subprocess.run(["gcc", "-O2", "-o", str(out), str(image.GUEST_ASSETS / "drs-burn.c")],
+                   check=True)
+    return out
+
+
+def _run_burner(burner: Path, cmdline: str, seconds: float) -> str:
+    """The guest workload run on this host for `seconds` (argv[1] stands for /proc/cmdline)."""
+    proc = subprocess.Popen([str(burner), cmdline], stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = proc.communicate(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    return out
+
+
+def test_guest_memory_self_check_is_clean_while_rewriting(burner: Path, tmp_path: Path) -> None:
+    out = _run_burner(burner, "drs.burn=5 drs.touch=4 drs.dirty=16 drs.hb_ms=100", 1.5)
+    log = tmp_path / "serial.log"
+    log.write_text(out)
+    beats = heartbeat.read(log)
+    assert len(beats) >= 5 and "verify=on" in out
+    assert heartbeat.memory_errors(log) == [] and beats[-1].mem_errors == 0
+
+
+def test_guest_memory_self_check_names_a_flipped_word(burner: Path, tmp_path: Path) -> None:
+    out = _run_burner(burner, "drs.burn=5 drs.touch=4 drs.dirty=16 drs.hb_ms=100 "
+                              "drs.corrupt_at_s=0", 1.5)
+    log = tmp_path / "serial.log"
+    log.write_text(out)
+    [report] = heartbeat.memory_errors(log)
+    assert report.startswith("DRS-MEMERR page=512 word=7 ")  # the middle page of 4 MiB
+    assert heartbeat.read(log)[-1].mem_errors == 1
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,
+                    reason="needs root and useradd")
+def test_lab_accounts_are_created_on_a_machine_without_them(tmp_path: Path) -> None:
+    """A fresh machine has no libvirt-qemu user nor kvm group until the lab makes them (this
+    machine got them from an earlier run, so the creation is proven in an empty root)."""
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (etc / "group").write_text("root:x:0:\n")
+    (etc / "shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (etc / "gshadow").write_text("root:*::\n")
+    for name in ("shadow", "gshadow"):
+        (etc / name).chmod(0o600)
+    prereqs.ensure_accounts(root=tmp_path)
+    passwd = (etc / "passwd").read_text()
+    group = (etc / "group").read_text()
+    assert any(line.startswith("libvirt-qemu:") for line in passwd.splitlines())
+    kvm = next(line for line in group.splitlines() if line.startswith("kvm:"))
+    assert kvm.endswith(":libvirt-qemu")  # the user is a member of kvm
+    assert any(line.startswith("libvirt-qemu:") for line in group.splitlines())
+    prereqs.ensure_accounts(root=tmp_path)  # idempotent: nothing created twice
+    assert (etc / "passwd").read_text() == passwd

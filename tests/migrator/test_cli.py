@@ -27,7 +27,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, FakeHyp
                     '[[hosts]]\nname = "h2"\nuri = "qemu+tcp://h2/system"\n')
     hv = FakeHypervisor(["h1", "h2"])
     hv.add_vm("h1", "web")
-    monkeypatch.setattr("drs.migration.LibvirtHypervisor", lambda *_a, **_k: hv)
+    monkeypatch.setattr("drs.migrator_builder.LibvirtHypervisor", lambda *_a, **_k: hv)
     return str(path), hv
 
 

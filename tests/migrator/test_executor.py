@@ -129,3 +129,46 @@ def test_finish_gives_up_after_its_budget() -> None:
 
     with pytest.raises(ConnectionError):
         durably("job 1", down, budget_s=0.0)
+
+
+class Control:
+    """A JobControl: refuses starts with `refuse`, aborts with `abort`."""
+
+    def __init__(self, refuse: str | None = None, abort: str | None = None) -> None:
+        self.refuse, self.abort = refuse, abort
+        self.started: list[int] = []
+        self.ended: list[int] = []
+
+    def start(self, job):  # type: ignore[no-untyped-def]
+        if self.refuse is None:
+            self.started.append(job.id)
+        return self.refuse
+
+    def abort_reason(self, job):  # type: ignore[no-untyped-def]
+        return self.abort
+
+    def finished(self, job):  # type: ignore[no-untyped-def]
+        self.ended.append(job.id)
+
+
+def test_control_refusing_the_start_aborts_without_migrating() -> None:
+    hv, store, _ = setup()
+    control = Control(refuse="not started: shutting down")
+    ex = Executor(hv, store, FAST, control=control)
+    outcome = ex.run(admitted(store))
+    assert outcome.state is JobState.ABORTED and outcome.error == "not started: shutting down"
+    assert hv.migrations == [] and hv.where("a") == ["h1"]
+    assert control.started == [] and control.ended == []
+
+
+def test_control_abort_reason_aborts_a_running_migration() -> None:
+    hv, store, _ = setup()
+    hv.behaviour["a"] = Behaviour(hang=True)
+    control = Control(abort="shutting down: grace period over")
+    ex = Executor(hv, store, FAST, control=control)
+    job = admitted(store)
+    outcome = ex.run(job)
+    assert outcome.state is JobState.ABORTED
+    assert outcome.error and outcome.error.startswith("shutting down: grace period over")
+    assert hv.aborted == ["a"] and hv.where("a") == ["h1"]
+    assert control.started == [job.id] and control.ended == [job.id]

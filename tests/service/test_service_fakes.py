@@ -14,7 +14,7 @@ from sqlalchemy import Engine, select
 
 from drs.db import schema
 from drs.db.engine import make_engine
-from drs.db.models import MigrationJob, Plan, PlannedMove
+from drs.db.models import MigrationJob, PlannedMoveRow, PlanRow
 from drs.errors import UserError
 from drs.service.app import ServeOptions, Service, parse_shard, shard_hosts, shard_of
 from drs.service.leader import AlwaysLeader, SqliteLease
@@ -85,7 +85,7 @@ def test_automatic_mode_converges_and_exports_metrics(engine: Engine) -> None:
     with engine.connect() as conn:
         jobs = conn.execute(select(MigrationJob.state)).scalars().all()
         assert jobs and set(jobs) == {"succeeded"}
-        assert conn.execute(select(Plan.mode)).scalars().first() == "automatic"
+        assert conn.execute(select(PlanRow.mode)).scalars().first() == "automatic"
     assert _metric(svc, "drs_migrations_started_total") == len(jobs)
     assert _metric(svc, "drs_job_failures_total", job="balance") == 0
 
@@ -100,7 +100,7 @@ def test_manual_mode_records_the_recommendation_only(engine: Engine) -> None:
     assert set(hv.hosts["h1"].domains) == {f"vm{i}" for i in range(1, 7)}
     with engine.connect() as conn:
         assert conn.execute(select(MigrationJob)).first() is None
-        assert conn.execute(select(PlannedMove)).first() is not None
+        assert conn.execute(select(PlannedMoveRow)).first() is not None
     assert _metric(svc, "drs_planner_moves_proposed_total", kind="balancing") >= 1
 
 

@@ -6,7 +6,20 @@
  *   drs.touch=MIB   MiB allocated once and kept dirty
  *   drs.dirty=MIBS  MiB per second re-written in the touched area (bounded so
  *                   that live migration converges; 0 = never re-dirty)
- * Writes "DRS-HB <counter> <unix time>" to stdout (the serial console) every second.
+ *   drs.hb_ms=MS    heartbeat period in ms (default 1000, at least 50)
+ *   drs.corrupt_at_s=S  flip one word of the touched area after S seconds (proves the
+ *                   self-check reports it; tests only)
+ * On a host, argv[1] replaces /proc/cmdline (tests run the burner outside a guest).
+ * Writes "DRS-HB <counter> <unix time> <mem errors>" to stdout (the serial console) every
+ * period.
+ *
+ * Memory self-check: every page of the touched area holds a pattern derived from its
+ * index and its generation (how often it was rewritten). Re-dirtying a page first verifies
+ * it, then writes the next generation over the whole page; a sweep verifies the whole
+ * area every VERIFY_SWEEP_S seconds. A page whose contents are not what the guest last
+ * wrote (memory lost or stale after a live migration) prints
+ * "DRS-MEMERR page=<i> word=<k> want=<x> got=<y> gen=<g>" (at most MEMERR_LINES lines;
+ * the heartbeat's third field counts every mismatch) and is rewritten.
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -22,6 +35,9 @@
  * measured at about 1.0-1.5 % of a core: drs.burn is the guest's total, so aim lower. */
 #define QEMU_OVERHEAD_PPM 12000L
 #define CHUNK_ITERATIONS 20000
+#define WORDS_PER_PAGE (PAGE / 8)
+#define VERIFY_SWEEP_S 4
+#define MEMERR_LINES 20
 
 static volatile unsigned long sink;
 
@@ -46,15 +62,52 @@ static long long now_ns(clockid_t clk)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-int main(void)
+static unsigned long long mem_errors;
+
+/* The value of word k of page i at generation g: distinct per page, word and generation. */
+static inline unsigned long long pattern(long i, unsigned int g, long k)
+{
+    unsigned long long x = ((unsigned long long)i << 32) ^ g;
+    x *= 0x9E3779B97F4A7C15ULL;
+    x ^= x >> 29;
+    return x + (unsigned long long)k * 0xD1B54A32D192ED03ULL;
+}
+
+static void fill(unsigned long long *page, long i, unsigned int g)
+{
+    for (long k = 0; k < WORDS_PER_PAGE; k++)
+        page[k] = pattern(i, g, k);
+}
+
+/* 1 if page i holds generation g; otherwise report the first bad word and rewrite it. */
+static int verify(unsigned long long *page, long i, unsigned int g)
+{
+    for (long k = 0; k < WORDS_PER_PAGE; k++) {
+        unsigned long long want = pattern(i, g, k);
+        if (page[k] != want) {
+            mem_errors++;
+            if (mem_errors <= MEMERR_LINES)
+                printf("DRS-MEMERR page=%ld word=%ld want=%016llx got=%016llx gen=%u\n", i, k,
+                       want, page[k], g);
+            fill(page, i, g);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+int main(int argc, char **argv)
 {
     char cmdline[4096] = "";
     FILE *f = fopen("/proc/cmdline", "r");
-    if (f) {
+    if (argc > 1) {
+        snprintf(cmdline, sizeof cmdline, "%s", argv[1]);
+    } else if (f) {
         if (!fgets(cmdline, sizeof cmdline, f))
             cmdline[0] = 0;
-        fclose(f);
     }
+    if (f)
+        fclose(f);
     long burn = param(cmdline, "drs.burn=", 0);
     long touch_mib = param(cmdline, "drs.touch=", 0);
     long dirty_mib_s = param(cmdline, "drs.dirty=", 0);
@@ -62,20 +115,27 @@ int main(void)
     if (burn > 100) burn = 100;
 
     long pages = touch_mib * (1024L * 1024L / PAGE);
-    volatile unsigned char *mem = NULL;
+    unsigned long long *mem = NULL;
+    unsigned int *gen = NULL;
     if (pages > 0) {
         mem = malloc((size_t)pages * PAGE);
-        if (!mem) {
+        gen = calloc((size_t)pages, sizeof *gen);
+        if (!mem || !gen) {
             printf("DRS-ERROR cannot allocate %ld MiB\n", touch_mib);
             pages = 0;
         } else {
             for (long i = 0; i < pages; i++)
-                mem[i * PAGE] = 1;
+                fill(mem + i * WORDS_PER_PAGE, i, 0);
         }
     }
-    /* pages to re-dirty per 100 ms period */
+    /* pages to re-dirty and to verify per 100 ms period */
     long dirty_per_period = dirty_mib_s * (1024L * 1024L / PAGE) / 10;
-    long next_page = 0;
+    long verify_per_period = pages / (VERIFY_SWEEP_S * 10) + 1;
+    long next_page = 0, next_verify = 0;
+    long hb_ms = param(cmdline, "drs.hb_ms=", 1000);
+    if (hb_ms < 50) hb_ms = 50;
+    long long hb_ns = hb_ms * 1000000LL;
+    long corrupt_at_s = param(cmdline, "drs.corrupt_at_s=", -1);
 
     setvbuf(stdout, NULL, _IOLBF, 0);
     char clocksource[64] = "?";
@@ -85,11 +145,12 @@ int main(void)
             strcpy(clocksource, "?");
         fclose(f);
     }
-    printf("DRS-READY burn=%ld touch=%ld dirty=%ld clocksource=%s\n", burn, touch_mib,
-           dirty_mib_s, clocksource);
+    printf("DRS-READY burn=%ld touch=%ld dirty=%ld hb_ms=%ld verify=on clocksource=%s\n", burn,
+           touch_mib, dirty_mib_s, hb_ms, clocksource);
 
     unsigned long counter = 0;
     long long start = now_ns(CLOCK_MONOTONIC);
+    long long t_start = start;
     long long next_hb = start;
     /*
      * Burn by host CPU, not by wall time: when the host is busy the vCPU thread is
@@ -105,11 +166,26 @@ int main(void)
     for (;;) {
         long long budget = burn_ns + carry;
         long long period_end = start + PERIOD_NS;
+        long long t = now_ns(CLOCK_MONOTONIC);
+        long long mem_t0 = t;
         for (long k = 0; k < dirty_per_period && pages > 0; k++) {
-            mem[next_page * PAGE]++;
+            unsigned long long *page = mem + next_page * WORDS_PER_PAGE;
+            verify(page, next_page, gen[next_page]);
+            gen[next_page]++;
+            fill(page, next_page, gen[next_page]);
             next_page = (next_page + 1) % pages;
         }
-        long long t = now_ns(CLOCK_MONOTONIC);
+        for (long k = 0; k < verify_per_period && pages > 0; k++) {
+            verify(mem + next_verify * WORDS_PER_PAGE, next_verify, gen[next_verify]);
+            next_verify = (next_verify + 1) % pages;
+        }
+        if (corrupt_at_s >= 0 && pages > 0 && t - t_start >= corrupt_at_s * 1000000000LL) {
+            mem[(pages / 2) * WORDS_PER_PAGE + 7] ^= 1;
+            corrupt_at_s = -1;
+        }
+        t = now_ns(CLOCK_MONOTONIC);
+        /* the memory work is part of the guest's CPU: charge it to this period's burn */
+        budget -= t - mem_t0;
         while (budget > 0 && t < period_end) {
             long long t0 = t;
             chunk();
@@ -136,11 +212,11 @@ int main(void)
         if (t >= next_hb) {
             long long wall = now_ns(CLOCK_REALTIME);
             counter++;
-            printf("DRS-HB %lu %lld.%06lld\n", counter, wall / 1000000000LL,
-                   (wall % 1000000000LL) / 1000LL);
-            next_hb += 1000000000LL;
+            printf("DRS-HB %lu %lld.%06lld %llu\n", counter, wall / 1000000000LL,
+                   (wall % 1000000000LL) / 1000LL, mem_errors);
+            next_hb += hb_ns;
             if (next_hb < t)  /* paused for a long time: do not burst */
-                next_hb = t + 1000000000LL;
+                next_hb = t + hb_ns;
         }
         start += PERIOD_NS;
         if (start < t - PERIOD_NS)  /* fell behind (paused, starved): restart the cycle */

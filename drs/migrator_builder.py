@@ -1,7 +1,9 @@
-"""Wiring of the migrator from the config: store, libvirt hypervisor, executor, runner.
+"""Builds the migrator from the config: job store, libvirt hypervisor, executor, runner.
 
-The one place that knows both the config/database side and the migrator core; used by
-the CLI (`drs migrate`, `drs rebalance`, `drs maintenance`, `drs evacuate`) and the service.
+The one place that knows both the config/database side and the migrator core, and the
+one builder of a migrator: the CLI (`drs migrate`, `drs rebalance`, `drs maintenance`,
+`drs evacuate`) and the service (`drs serve`, which injects its shutdown control and its
+own actor) both call `build`.
 """
 
 from __future__ import annotations
@@ -15,34 +17,12 @@ from drs.db.engine import make_engine
 from drs.db.jobs import SqlJobStore
 from drs.db.schema import require_current
 from drs.errors import UserError
-from migrator.admission import Limits
+from migrator.control import UNRESTRICTED, JobControl
 from migrator.executor import Executor
-from migrator.hypervisor import Hypervisor, HypervisorError
+from migrator.hypervisor import DomainRunState, Hypervisor, HypervisorError
 from migrator.libvirt_hv import LibvirtHypervisor
-from migrator.model import MigrationOptions
 from migrator.reconcile import Reconciled, Reconciler
 from migrator.runner import Runner, process_owner
-
-
-def limits_from_config(cfg: Config) -> Limits:
-    m = cfg.migrator
-    return Limits(
-        max_outgoing_per_host=m.max_outgoing_per_host,
-        max_incoming_per_host=m.max_incoming_per_host,
-        max_cluster=m.max_cluster,
-        outgoing_overrides={h.name: h.max_outgoing for h in cfg.hosts if h.max_outgoing},
-        incoming_overrides={h.name: h.max_incoming for h in cfg.hosts if h.max_incoming},
-    )
-
-
-def options_from_config(cfg: Config) -> MigrationOptions:
-    m = cfg.migrator
-    return MigrationOptions(
-        bandwidth_mib_s=m.bandwidth_mib_s, max_downtime_ms=m.max_downtime_ms,
-        auto_converge=m.auto_converge, compression=m.compression,
-        postcopy_after_iterations=m.postcopy_after_iterations, copy_storage=False,
-        timeout_s=m.timeout_s, stall_timeout_s=m.stall_timeout_s,
-    )
 
 
 def needs_copy_storage(cfg: Config, source: str, destination: str, forced: bool = False) -> bool:
@@ -64,9 +44,11 @@ class Migrator:
     executor: Executor
     runner: Runner
     owner: str
+    actor: str
 
     def reconcile(self) -> list[Reconciled]:
-        return Reconciler(self.store, self.hv, self.executor, self.owner).run()
+        """Settle jobs a dead process left running, from where libvirt says each VM runs."""
+        return Reconciler(self.store, self.hv, self.executor, self.owner, actor=self.actor).run()
 
     def locate(self, vm_name: str) -> tuple[list[str], list[str]]:
         """Hosts whose libvirt runs `vm_name` (normally one), and per-host errors."""
@@ -77,24 +59,28 @@ class Migrator:
             except HypervisorError as exc:
                 errors.append(str(exc))
                 continue
-            if dom is not None and dom.state == "running":
+            if dom is not None and dom.state == DomainRunState.RUNNING:
                 found.append(h.name)
         return found, errors
 
 
 def build(cfg: Config, engine: Engine | None = None, hv: Hypervisor | None = None,
-          actor: str = "cli") -> Migrator:
+          actor: str = "cli", *, owner: str | None = None, store: SqlJobStore | None = None,
+          control: JobControl = UNRESTRICTED) -> Migrator:
+    """The migrator for `cfg`: checks hosts and the schema version, opens what is not given.
+
+    `owner` names this process in job rows (default `hostname:pid`); `control` may refuse
+    starts and abort migrations (the service's shutdown)."""
     if not cfg.hosts:
         raise UserError(f"{cfg.path}: no [[hosts]] configured")
     engine = engine or make_engine(cfg.database_url)
     require_current(engine)
-    store = SqlJobStore(engine)
+    store = store or SqlJobStore(engine)
     if hv is None:
         hv = LibvirtHypervisor({h.name: h.uri for h in cfg.hosts},
                                {h.name: h.mem_mib for h in cfg.hosts if h.mem_mib})
-    owner = process_owner()
-    executor = Executor(hv, store, options_from_config(cfg), actor=actor,
-                        mem_reserve_mib=cfg.balancer.mem_reserve_mib)
-    limits = limits_from_config(cfg)
-    runner = Runner(store, executor, limits, owner, actor=actor)
-    return Migrator(cfg, engine, store, hv, executor, runner, owner)
+    owner = owner or process_owner()
+    executor = Executor(hv, store, cfg.migrator.options, actor=actor,
+                        mem_reserve_mib=int(cfg.balancer.policy.mem_reserve_mib), control=control)
+    runner = Runner(store, executor, cfg.migrator.limits, owner, actor=actor)
+    return Migrator(cfg, engine, store, hv, executor, runner, owner, actor)

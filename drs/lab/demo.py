@@ -29,6 +29,7 @@ from drs.policy import policy_from_config
 from drs.service.app import ServeOptions, Service
 from drs.service.balance import ClusterLoads, Round, cluster_loads
 from drs.service.report import MigrationRow, ReportData, write_report
+from migrator.model import JOB_RESULTS, JobState
 
 log = logging.getLogger("drs.demo")
 
@@ -196,15 +197,14 @@ def live_view(service: Service, t0: float) -> Group:
     target = get("drs_cluster_imbalance_target_ratio")
     ok = imb is not None and target is not None and imb <= target
     rounds = service.balance.rounds
-    done = {r: get("drs_migrations_finished_total", {"result": r}) or 0
-            for r in ("succeeded", "failed", "aborted", "skipped")}
+    done = {r: get("drs_migrations_finished_total", {"result": r}) or 0 for r in JOB_RESULTS}
     lines = Text.assemble(
         ("imbalance ", "bold"), (f"{imb:.3f}" if imb is not None else "-",
                                  "green" if ok else "red"),
         f" (target {target:.3f})  " if target is not None else "  ",
-        f"rounds {len(rounds)}  migrations: {done['succeeded']:.0f} ok, "
-        f"{done['failed']:.0f} failed, {done['aborted']:.0f} aborted, "
-        f"{done['skipped']:.0f} skipped")
+        f"rounds {len(rounds)}  migrations: {done[JobState.SUCCEEDED]:.0f} ok, "
+        f"{done[JobState.FAILED]:.0f} failed, {done[JobState.ABORTED]:.0f} aborted, "
+        f"{done[JobState.SKIPPED]:.0f} skipped")
     last = Text(_round_line(len(rounds), rounds[-1]) if rounds else "first round after "
                 "a few collect cycles ...", style="dim")
     return Group(table, lines, last)
@@ -229,11 +229,11 @@ def print_summary(result: DemoResult, console: Console) -> None:
     console.print(table)
     conv = (f"converged: round {result.converged_round} found the imbalance under target"
             if result.converged_round else "not converged within the rounds allowed")
-    ok = result.outcomes.get("succeeded", 0)
+    ok = result.outcomes.get(JobState.SUCCEEDED, 0)
     console.print(f"imbalance {b.imbalance:.3f} -> {a.imbalance:.3f} (target {a.target:.3f}); "
                   f"{conv}; {len(result.migrations)} migration(s), {ok} succeeded"
                   + "".join(f", {v} {k}" for k, v in sorted(result.outcomes.items())
-                            if k != "succeeded"), highlight=False)
+                            if k != JobState.SUCCEEDED), highlight=False)
     if result.heartbeat_max_gap_s is not None:
         console.print(f"guests ran throughout: longest heartbeat gap "
                       f"{result.heartbeat_max_gap_s:.1f} s", highlight=False)

@@ -1,13 +1,17 @@
-"""PlanetLab trace loading: a directory, one file per VM, one CPU percent per line."""
+"""PlanetLab trace loading for `drs simulate --trace`: a directory, one file per VM, one
+CPU percent per line. The file reading lives at the edge; balancer.simulate gets the
+(vms, steps) array only."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from balancer.arrays import F64
 from drs.errors import UserError
+
+F64 = npt.NDArray[np.float64]
 
 
 class TraceError(UserError):
