@@ -1,7 +1,7 @@
 """The pure balancing core: snapshot in, plan out. No libvirt, no SQLAlchemy."""
 
-from balancer.demand import DemandEstimator, estimate_demand, estimate_spread
-from balancer.model import (
+from libvirt_drs.balancer.demand import DemandEstimator, estimate_demand, estimate_spread
+from libvirt_drs.balancer.model import (
                             ClusterSnapshot,
                             Exclusion,
                             GroupRule,
@@ -15,9 +15,9 @@ from balancer.model import (
                             VmState,
                             host_eligible,
 )
-from balancer.planner import plan
-from balancer.report import render_html, render_json, render_markdown, render_text
-from balancer.scoring import load_imbalance, target_imbalance
+from libvirt_drs.balancer.planner import plan
+from libvirt_drs.balancer.report import render_html, render_json, render_markdown, render_text
+from libvirt_drs.balancer.scoring import load_imbalance, target_imbalance
 
 __all__ = [
     "ClusterSnapshot", "DemandEstimator", "Exclusion", "GroupRule", "HostState", "Move", "Plan",

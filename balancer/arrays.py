@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from balancer.model import ClusterSnapshot, HostState, Policy, VmState
+from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Policy, VmState
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]

@@ -17,10 +17,10 @@ from typing import TypeVar
 
 import numpy as np
 
-from balancer.arrays import F64, I64, Bool
-from balancer.model import Exclusion
-from balancer.reasons import ineligible, vm_host_rule
-from balancer.state import PlanState
+from libvirt_drs.balancer.arrays import F64, I64, Bool
+from libvirt_drs.balancer.model import Exclusion
+from libvirt_drs.balancer.reasons import ineligible, vm_host_rule
+from libvirt_drs.balancer.state import PlanState
 
 Constraint = Callable[[PlanState, I64], Bool]
 T = TypeVar("T")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from balancer.arrays import F64
+from libvirt_drs.balancer.arrays import F64
 
 METHODS = ("mean", "ewma", "quantile", "last", "blend")
 

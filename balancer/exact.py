@@ -12,10 +12,10 @@ import itertools
 
 import numpy as np
 
-from balancer.arrays import F64, I64, Bool
-from balancer.constraints import allowed, soft_penalty
-from balancer.scoring import load_imbalance
-from balancer.state import PlanState
+from libvirt_drs.balancer.arrays import F64, I64, Bool
+from libvirt_drs.balancer.constraints import allowed, soft_penalty
+from libvirt_drs.balancer.scoring import load_imbalance
+from libvirt_drs.balancer.state import PlanState
 
 MAX_PLACEMENTS = 20000
 

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from balancer.constraints import allowed, exclusions, soft_penalty
-from balancer.model import Exclusion, Move, Unmovable
-from balancer.reasons import NO_HOST, describe
-from balancer.scoring import imbalance, moved_imbalance
-from balancer.state import PlanState
+from libvirt_drs.balancer.constraints import allowed, exclusions, soft_penalty
+from libvirt_drs.balancer.model import Exclusion, Move, Unmovable
+from libvirt_drs.balancer.reasons import NO_HOST, describe
+from libvirt_drs.balancer.scoring import imbalance, moved_imbalance
+from libvirt_drs.balancer.state import PlanState
 
 Violation = tuple[int, str, str, int | None]  # vm, rule, reason, forced destination
 

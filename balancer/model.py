@@ -99,8 +99,8 @@ class Policy:
 
     The fields that are settings carry their declaration in their metadata: `section`
     (the TOML table of drs.toml that sets them, under the field's name), bounds (`gt`,
-    `ge`, `le`), `unit` and `note`, which drs.config validates and reports from; `from`
-    names a setting declared elsewhere that the field takes (drs.config fills it in).
+    `ge`, `le`), `unit` and `note`, which libvirt_drs.config validates and reports from; `from`
+    names a setting declared elsewhere that the field takes (libvirt_drs.config fills it in).
     The other fields are the planner's tuning, not settings.
     """
 

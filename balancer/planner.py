@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from balancer.arrays import I64, Bool, Cluster, build_cluster
-from balancer.constraints import allowed, soft_penalty
-from balancer.exact import exact
-from balancer.mandatory import mandatory_moves
-from balancer.model import ClusterSnapshot, Move, Plan, Policy
-from balancer.refine import refine
-from balancer.rules import resolve
-from balancer.scoring import host_loads, imbalance, moved_imbalance, risk_delta, target_imbalance
-from balancer.state import PlanState, build_state
+from libvirt_drs.balancer.arrays import I64, Bool, Cluster, build_cluster
+from libvirt_drs.balancer.constraints import allowed, soft_penalty
+from libvirt_drs.balancer.exact import exact
+from libvirt_drs.balancer.mandatory import mandatory_moves
+from libvirt_drs.balancer.model import ClusterSnapshot, Move, Plan, Policy
+from libvirt_drs.balancer.refine import refine
+from libvirt_drs.balancer.rules import resolve
+from libvirt_drs.balancer.scoring import host_loads, imbalance, moved_imbalance, risk_delta, target_imbalance
+from libvirt_drs.balancer.state import PlanState, build_state
 
 
 def _source_hosts(state: PlanState) -> I64:

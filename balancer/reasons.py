@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from balancer.model import Exclusion
+from libvirt_drs.balancer.model import Exclusion
 
 NO_HOST = "no host satisfies every hard constraint"
 

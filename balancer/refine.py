@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from balancer.arrays import F64, I64, Bool
-from balancer.constraints import allowed, soft_penalty
-from balancer.scoring import imbalance, moved_imbalance
-from balancer.state import PlanState
+from libvirt_drs.balancer.arrays import F64, I64, Bool
+from libvirt_drs.balancer.constraints import allowed, soft_penalty
+from libvirt_drs.balancer.scoring import imbalance, moved_imbalance
+from libvirt_drs.balancer.state import PlanState
 
 MAX_HOSTS = 16  # above this one move is a small share of a host and greedy is near-optimal
 MAX_ROUNDS = 50

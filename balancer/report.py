@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
-from balancer.model import ClusterSnapshot, Plan
+from libvirt_drs.balancer.model import ClusterSnapshot, Plan
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from balancer.arrays import I64, Bool
-from balancer.model import ClusterSnapshot, Exclusion, HostState, Unmovable, VmHostRule
-from balancer.reasons import describe, ineligible, vm_host_rule
+from libvirt_drs.balancer.arrays import I64, Bool
+from libvirt_drs.balancer.model import ClusterSnapshot, Exclusion, HostState, Unmovable, VmHostRule
+from libvirt_drs.balancer.reasons import describe, ineligible, vm_host_rule
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from balancer.arrays import F64, I64, Cluster, build_cluster
-from balancer.model import ClusterSnapshot, Policy
+from libvirt_drs.balancer.arrays import F64, I64, Cluster, build_cluster
+from libvirt_drs.balancer.model import ClusterSnapshot, Policy
 
 
 def target_imbalance(aggressiveness: int, n_hosts: int) -> float:

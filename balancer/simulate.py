@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from balancer.arrays import F64, I64
-from balancer.demand import DemandEstimator, estimate_demand, estimate_spread
-from balancer.model import ClusterSnapshot, HostState, Policy, VmState
-from balancer.planner import plan
-from balancer.scoring import load_imbalance
+from libvirt_drs.balancer.arrays import F64, I64
+from libvirt_drs.balancer.demand import DemandEstimator, estimate_demand, estimate_spread
+from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Policy, VmState
+from libvirt_drs.balancer.planner import plan
+from libvirt_drs.balancer.scoring import load_imbalance
 
 MEMORY_SIZES_MIB = (512, 1024, 2048, 4096)
 

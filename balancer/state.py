@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from balancer.arrays import I64, Bool, Cluster
-from balancer.model import Policy
-from balancer.rules import HostRule, Resolved
+from libvirt_drs.balancer.arrays import I64, Bool, Cluster
+from libvirt_drs.balancer.model import Policy
+from libvirt_drs.balancer.rules import HostRule, Resolved
 
 
 @dataclass

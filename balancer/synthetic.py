@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from balancer.model import ClusterSnapshot, HostState, VmState
+from libvirt_drs.balancer.model import ClusterSnapshot, HostState, VmState
 
 HOST_CORES = (32.0, 48.0, 64.0, 96.0)
 HOST_MEM_MIB = (262144.0, 524288.0, 786432.0, 1048576.0)

@@ -19,7 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass
 
-from collectors.hypervisor import (
+from libvirt_drs.collectors.hypervisor import (
     PAUSED_MIGRATION,
     PAUSED_POSTCOPY,
     STATE_RUNNING,
@@ -29,7 +29,7 @@ from collectors.hypervisor import (
     HostSource,
     HostUnavailable,
 )
-from collectors.rates import KIB_PER_MIB, RateTracker, mem_used_mib, safe_ratio
+from libvirt_drs.collectors.rates import KIB_PER_MIB, RateTracker, mem_used_mib, safe_ratio
 
 log = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from collectors.hypervisor import DomainStats
+from libvirt_drs.collectors.hypervisor import DomainStats
 
 NS_PER_S = 1e9
 KIB_PER_MIB = 1024.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from alembic import context
 
-from drs.db.engine import make_engine
-from drs.db.models import Base
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.db.models import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from migrator.model import CompletedStats, Job, JobState, MoveRequest, Progress
+from libvirt_drs.migrator.model import CompletedStats, Job, JobState, MoveRequest, Progress
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from migrator.model import Job
+from libvirt_drs.migrator.model import Job
 
 
 class JobControl(Protocol):

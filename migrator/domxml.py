@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from migrator.hypervisor import CpuModel, Disk, Nic
+from libvirt_drs.migrator.hypervisor import CpuModel, Disk, Nic
 
 
 def disks(root: ET.Element) -> tuple[Disk, ...]:

@@ -13,12 +13,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
-from migrator.admission import JobStore
-from migrator.control import UNRESTRICTED, JobControl
-from migrator.hypervisor import Clock, DomainRunState, Hypervisor, HypervisorError
-from migrator.libvirt_common import first_line
-from migrator.model import Job, JobState, MigrationOptions, Outcome, Progress
-from migrator.prechecks import CheckInput, first_failure, run_checks
+from libvirt_drs.migrator.admission import JobStore
+from libvirt_drs.migrator.control import UNRESTRICTED, JobControl
+from libvirt_drs.migrator.hypervisor import Clock, DomainRunState, Hypervisor, HypervisorError
+from libvirt_drs.migrator.libvirt_common import first_line
+from libvirt_drs.migrator.model import Job, JobState, MigrationOptions, Outcome, Progress
+from libvirt_drs.migrator.prechecks import CheckInput, first_failure, run_checks
 
 log = logging.getLogger(__name__)
 

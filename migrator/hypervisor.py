@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from migrator.model import CompletedStats, MigrationOptions, Progress
+from libvirt_drs.migrator.model import CompletedStats, MigrationOptions, Progress
 
 
 class HypervisorError(Exception):

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from migrator import domxml
-from migrator.hypervisor import (
+from libvirt_drs.migrator import domxml
+from libvirt_drs.migrator.hypervisor import (
     CpuCompare,
     CpuModel,
     Disk,
@@ -26,8 +26,8 @@ from migrator.hypervisor import (
     HostFacts,
     HypervisorError,
 )
-from migrator.libvirt_common import libvirt_message, quiet_libvirt
-from migrator.model import CompletedStats, MigrationOptions, Progress
+from libvirt_drs.migrator.libvirt_common import libvirt_message, quiet_libvirt
+from libvirt_drs.migrator.model import CompletedStats, MigrationOptions, Progress
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -71,7 +71,7 @@ class MigrationOptions:
     """libvirt migration tuning: the [migrator] settings, plus per-job copy_storage.
 
     A setting's metadata declares it (see balancer.model.Policy): `section` (its TOML
-    table), bounds (`gt`, `ge`, `le`), `unit` and `note`; drs.config validates from them.
+    table), bounds (`gt`, `ge`, `le`), `unit` and `note`; libvirt_drs.config validates from them.
     """
 
     bandwidth_mib_s: int = field(default=0, metadata={

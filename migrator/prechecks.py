@@ -11,7 +11,7 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from migrator.hypervisor import (
+from libvirt_drs.migrator.hypervisor import (
     CpuCompare,
     DomainInfo,
     DomainRunState,

@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from migrator.admission import JobStore
-from migrator.executor import Executor
-from migrator.hypervisor import DomainInfo, DomainRunState, Hypervisor, HypervisorError
-from migrator.model import CompletedStats, Job, JobState, Outcome
+from libvirt_drs.migrator.admission import JobStore
+from libvirt_drs.migrator.executor import Executor
+from libvirt_drs.migrator.hypervisor import DomainInfo, DomainRunState, Hypervisor, HypervisorError
+from libvirt_drs.migrator.model import CompletedStats, Job, JobState, Outcome
 
 log = logging.getLogger(__name__)
 

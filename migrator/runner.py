@@ -9,9 +9,9 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from migrator.admission import Blocker, JobStore, Limits
-from migrator.executor import Executor, ProgressCallback, durably
-from migrator.model import CompletedStats, Job, JobState, MoveRequest, Outcome
+from libvirt_drs.migrator.admission import Blocker, JobStore, Limits
+from libvirt_drs.migrator.executor import Executor, ProgressCallback, durably
+from libvirt_drs.migrator.model import CompletedStats, Job, JobState, MoveRequest, Outcome
 
 log = logging.getLogger(__name__)
 

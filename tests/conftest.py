@@ -47,7 +47,7 @@ def fresh_image_cache() -> str | None:
 
 def pytest_configure(config: pytest.Config) -> None:
     if fresh_image_wanted() and not _fresh_cache:
-        from drs.lab import image  # noqa: PLC0415
+        from libvirt_drs.lab import image  # noqa: PLC0415
 
         path = tempfile.mkdtemp(prefix="drs-lab-cache-", dir="/var/tmp")
         os.environ[image.CACHE_ENV] = path
@@ -67,7 +67,7 @@ def lab_unavailable() -> str | None:
         import libvirt  # noqa: F401, PLC0415
     except ImportError:
         return "python module libvirt missing (pip install libvirt-python)"
-    from drs.lab import prereqs  # noqa: PLC0415
+    from libvirt_drs.lab import prereqs  # noqa: PLC0415
 
     gone = prereqs.missing()
     if gone:
@@ -94,12 +94,12 @@ def _base() -> ipaddress.IPv4Address:
 
 @pytest.fixture(scope="session")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """The shared lab: a drs.lab.Lab (hosts, vms, config_path, where(), migrate(),
+    """The shared lab: a libvirt_drs.lab.Lab (hosts, vms, config_path, where(), migrate(),
     reset_placement(), cpu_pct(), connect(host), serial_log(vm))."""
     reason = lab_unavailable()
     if reason:
         _skip_or_fail(reason)
-    from drs.lab.pool import up_in_pool  # noqa: PLC0415
+    from libvirt_drs.lab.pool import up_in_pool  # noqa: PLC0415
 
     the_lab = up_in_pool("pytest", str(_base()), config_dir=tmp_path_factory.mktemp("lab"))
     try:
@@ -111,14 +111,14 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 @pytest.fixture(scope="session")
 def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Any]]:
     """Start an extra small lab: make_lab(n_hosts=2, n_vms=1, storage="per-host", ...)
-    (keyword arguments of drs.lab.build). Each gets a free name and address block; those
+    (keyword arguments of libvirt_drs.lab.build). Each gets a free name and address block; those
     still running are taken down at the end of the session. Keep them small: boots cost CPU.
     """
     reason = lab_unavailable()
     if reason:
         _skip_or_fail(reason)
-    from drs.lab import state  # noqa: PLC0415
-    from drs.lab.pool import up_in_pool  # noqa: PLC0415
+    from libvirt_drs.lab import state  # noqa: PLC0415
+    from libvirt_drs.lab.pool import up_in_pool  # noqa: PLC0415
 
     started: list[Any] = []
 

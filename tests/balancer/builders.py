@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from balancer.model import ClusterSnapshot, HostState, Rules, VmState
+from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Rules, VmState
 
 
 def hosts(*specs: tuple[str, float, float], **kw: object) -> tuple[HostState, ...]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from balancer.model import ClusterSnapshot, Plan, Policy
+from libvirt_drs.balancer.model import ClusterSnapshot, Plan, Policy
 
 
 def violations(snap: ClusterSnapshot, plan: Plan, policy: Policy) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from balancer.demand import DemandEstimator, estimate_demand, estimate_spread
+from libvirt_drs.balancer.demand import DemandEstimator, estimate_demand, estimate_spread
 
 ROWS = np.array([[1.0, 1.0, 1.0, 1.0], [0.0, 0.0, 0.0, 4.0], [np.nan, 2.0, np.nan, 2.0]])
 

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import pytest
 
-from balancer.model import GroupRule, HostState, Policy, Rules, VmHostRule, VmState
-from balancer.planner import plan
+from libvirt_drs.balancer.model import GroupRule, HostState, Policy, Rules, VmHostRule, VmState
+from libvirt_drs.balancer.planner import plan
 from tests.balancer.builders import hosts, skewed, snapshot, vms
 from tests.balancer.checks import violations
 

@@ -10,8 +10,16 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from balancer.model import ClusterSnapshot, GroupRule, HostState, Policy, Rules, VmHostRule, VmState
-from balancer.planner import plan
+from libvirt_drs.balancer.model import (
+    ClusterSnapshot,
+    GroupRule,
+    HostState,
+    Policy,
+    Rules,
+    VmHostRule,
+    VmState,
+)
+from libvirt_drs.balancer.planner import plan
 from tests.balancer.checks import violations
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 
-from balancer.model import Policy
-from balancer.planner import plan
-from balancer.report import host_loads, render_html, render_json, render_markdown, render_text
+from libvirt_drs.balancer.model import Policy
+from libvirt_drs.balancer.planner import plan
+from libvirt_drs.balancer.report import host_loads, render_html, render_json, render_markdown, render_text
 from tests.balancer.builders import skewed
 
 POLICY = Policy(aggressiveness=5, min_gain=0.0, cost_weight=0.0)

@@ -1,12 +1,12 @@
 """Bad input: unknown names, contradictions, empty clusters. Each gives a clear message
-naming the rule, never a traceback (broken traces: tests/drs/test_traces.py)."""
+naming the rule, never a traceback (broken traces: tests/libvirt_drs/test_traces.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from balancer.model import GroupRule, HostState, Policy, Rules, VmHostRule
-from balancer.planner import plan
+from libvirt_drs.balancer.model import GroupRule, HostState, Policy, Rules, VmHostRule
+from libvirt_drs.balancer.planner import plan
 from tests.balancer.builders import hosts, skewed, snapshot, vms
 
 

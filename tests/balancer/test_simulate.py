@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from balancer.simulate import SimConfig, memory_sizes_mib, simulate
-from drs.cli import cli
+from libvirt_drs.balancer.simulate import SimConfig, memory_sizes_mib, simulate
+from libvirt_drs.cli import cli
 
 # shared/ lies beside the repository (a clone in CI gets a copy there too)
 DAY = Path(__file__).resolve().parents[3] / "shared" / "data" / "planetlab" / "20110303"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from balancer.model import (
+from libvirt_drs.balancer.model import (
     Exclusion,
     GroupRule,
     HostState,
@@ -12,9 +12,9 @@ from balancer.model import (
     VmHostRule,
     VmState,
 )
-from balancer.planner import plan
-from balancer.reasons import MAX_HOSTS, MAX_REASONS, NO_HOST, describe
-from balancer.report import plan_dict
+from libvirt_drs.balancer.planner import plan
+from libvirt_drs.balancer.reasons import MAX_HOSTS, MAX_REASONS, NO_HOST, describe
+from libvirt_drs.balancer.report import plan_dict
 from tests.balancer.builders import snapshot
 
 AVX2 = frozenset({"avx2"})

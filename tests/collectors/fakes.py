@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field, replace
 
-from collectors.hypervisor import (
+from libvirt_drs.collectors.hypervisor import (
     STATE_RUNNING,
     DomainStats,
     HostPoll,

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from drs import config as config_mod
-from drs.cli import cli
-from drs.collect import CollectJob
-from drs.db import schema
-from drs.db.engine import make_engine
+from libvirt_drs import config as config_mod
+from libvirt_drs.cli import cli
+from libvirt_drs.collect import CollectJob
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
 
 pytestmark = pytest.mark.lab
 INTERVAL_S = 2.0
@@ -32,7 +32,7 @@ BURN_TOLERANCE_CORES = 0.05
 def the_lab(request: pytest.FixtureRequest) -> Any:
     name = os.environ.get("DRS_TEST_LAB")
     if name:
-        from drs.lab.lab import Lab  # noqa: PLC0415
+        from libvirt_drs.lab.lab import Lab  # noqa: PLC0415
 
         return Lab.load(name)
     try:

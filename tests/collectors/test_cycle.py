@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.cycle import CapacityOverride, Collector, CycleResult
-from collectors.hypervisor import (
+from libvirt_drs.collectors.cycle import CapacityOverride, Collector, CycleResult
+from libvirt_drs.collectors.hypervisor import (
     PAUSED_MIGRATION,
     PAUSED_POSTCOPY,
     RUNNING_POSTCOPY,

@@ -5,8 +5,8 @@ from typing import Any
 import libvirt
 import pytest
 
-from collectors.hypervisor import HostUnavailable
-from collectors.libvirt_source import (
+from libvirt_drs.collectors.hypervisor import HostUnavailable
+from libvirt_drs.collectors.libvirt_source import (
     NOWAIT,
     VCPU_REFRESH_POLLS,
     LibvirtSource,

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from collectors.hypervisor import DomainStats
-from collectors.rates import RateTracker, mem_used_mib, safe_ratio
+from libvirt_drs.collectors.hypervisor import DomainStats
+from libvirt_drs.collectors.rates import RateTracker, mem_used_mib, safe_ratio
 
 S = 10**9
 

@@ -16,12 +16,12 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from drs import config as config_mod
-from drs import migrator_builder as migration
-from drs.db import schema
-from drs.db.engine import make_engine
-from drs.db.models import MigrationJob, PlanRow
-from drs.lab import config_out, heartbeat
+from libvirt_drs import config as config_mod
+from libvirt_drs import migrator_builder as migration
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.db.models import MigrationJob, PlanRow
+from libvirt_drs.lab import config_out, heartbeat
 from tests.e2e.prometheus_proc import Prometheus, available
 from tests.service.serve_proc import ServeProcess, free_port, wait_for
 from tests.service.test_deploy import dashboard_exprs

@@ -97,7 +97,7 @@ def figures(fault_seed: int, fault_runs: int,
 def fault_lab(make_lab: Callable[..., Any]) -> Iterator[Any]:
     """2 hosts, 2 guests, both on h1 (the rebalance cases need a skew), shared storage;
     taken down after the module so the rest of a full run does not pay for it."""
-    from drs.lab import state  # noqa: PLC0415
+    from libvirt_drs.lab import state  # noqa: PLC0415
 
     lab = make_lab(n_hosts=2, n_vms=2, placement_text="1,1", burn="10", touch="48",
                    dirty_mib_s=2)

@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from drs.db.models import Host, MigrationJob, Vm
-from drs.lab import heartbeat
+from libvirt_drs.db.models import Host, MigrationJob, Vm
+from libvirt_drs.lab import heartbeat
 
 RUNNING = 1  # VIR_DOMAIN_RUNNING
 

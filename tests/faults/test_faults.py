@@ -21,16 +21,16 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from drs.cli import cli
-from drs.collect import CollectJob
-from drs.config import parse
-from drs.db import schema
-from drs.db.engine import make_engine
-from drs.db.models import MigrationJob, PlanRow
-from drs.lab import config_out
-from drs.migrator_builder import Migrator, build
-from drs.secrets import redact
-from migrator.model import JobState, MoveRequest
+from libvirt_drs.cli import cli
+from libvirt_drs.collect import CollectJob
+from libvirt_drs.config import parse
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.db.models import MigrationJob, PlanRow
+from libvirt_drs.lab import config_out
+from libvirt_drs.migrator.model import JobState, MoveRequest
+from libvirt_drs.migrator_builder import Migrator, build
+from libvirt_drs.secrets import redact
 from tests.faults import invariants
 from tests.faults.conftest import Figures, dropped_migration_traffic
 from tests.service.serve_proc import ServeProcess, free_port, wait_for
@@ -345,7 +345,7 @@ def test_postgres_stopped_for_30_s_while_serving(fault_lab: Any, tmp_path: Path,
 
 
 def _collected_after(engine: Engine, t: float) -> bool:
-    from drs.db.models import Host  # noqa: PLC0415
+    from libvirt_drs.db.models import Host  # noqa: PLC0415
 
     try:
         with Session(engine) as s:

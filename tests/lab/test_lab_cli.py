@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from drs.cli import cli
+from libvirt_drs.cli import cli
 
 
 @pytest.fixture(autouse=True)

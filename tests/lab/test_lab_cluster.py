@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from drs.lab import heartbeat, procs
+from libvirt_drs.lab import heartbeat, procs
 
 BURN_TOLERANCE_PP = 5.0
 
@@ -29,7 +29,7 @@ def test_guests_start_skewed_and_burn_their_configured_cpu(lab) -> None:
 
 
 def test_config_out_names_every_host_with_capacity(lab) -> None:
-    from drs.config import load
+    from libvirt_drs.config import load
 
     cfg = load(lab.config_path)
     assert [(h.name, h.uri) for h in cfg.hosts] == [(h.name, h.uri) for h in lab.hosts]
@@ -110,6 +110,6 @@ def test_down_leaves_no_process_mount_or_directory(per_host_lab) -> None:
 
 
 def _guest_pids(h) -> list[int]:
-    from drs.lab import host
+    from libvirt_drs.lab import host
 
     return host.guest_pids(h)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from drs import config
-from drs.lab import config_out, host
-from drs.lab.state import LabState
+from libvirt_drs import config
+from libvirt_drs.lab import config_out, host
+from libvirt_drs.lab.state import LabState
 
 
 def _lab(storage: str) -> LabState:

@@ -4,10 +4,10 @@ import threading
 import time
 from pathlib import Path
 
-from drs.lab import heartbeat
-from drs.lab.heartbeat import Beat
-from drs.lab.lab import Lab
-from drs.lab.state import LabState, VmState
+from libvirt_drs.lab import heartbeat
+from libvirt_drs.lab.heartbeat import Beat
+from libvirt_drs.lab.lab import Lab
+from libvirt_drs.lab.state import LabState, LabVm
 
 LOG = """[    0.812345] some kernel warning
 DRS-READY burn=20 touch=64 dirty=4 clocksource=tsc
@@ -102,7 +102,7 @@ def test_a_guest_stuck_after_an_oops_counts_as_dead(tmp_path: Path) -> None:
     """reset_placement() restarts such a guest even though soft-lockup reports keep its
     serial log growing (seen in CI after a TCG live migration)."""
     log = tmp_path / "vm1.log"
-    vm = VmState(name="vm1", host="h1", burn_pct=10, mem_mib=256, touch_mib=32, dirty_mib_s=4,
+    vm = LabVm(name="vm1", host="h1", burn_pct=10, mem_mib=256, touch_mib=32, dirty_mib_s=4,
                  disk_mib=0, uuid="u", serial_log=str(log))
     lab = Lab(LabState(name="t", dir=str(tmp_path), storage="shared", host_cpu_cores=1.0,
                        host_mem_mib=1024, kernel="", initrd="", vms=[vm]))
@@ -113,3 +113,20 @@ def test_a_guest_stuck_after_an_oops_counts_as_dead(tmp_path: Path) -> None:
     assert lab.dead(vm)
     log.write_text(log.read_text() + "DRS-HB 1 1700000090.0\n")  # restarted, beating again
     assert not lab.dead(vm)
+
+
+def test_arrival_watch_times_new_beats_by_the_host_clock(tmp_path) -> None:
+    log = tmp_path / "serial.log"
+    log.write_text("DRS-HB 1 1.000 0\n")  # already there when watching starts: not an arrival
+    with heartbeat.ArrivalWatch({"vm": str(log)}, poll_s=0.01) as watch:
+        start = time.monotonic()
+        with log.open("a") as f:
+            f.write("DRS-HB 2 2.000 0\nnoise\nDRS-HB 3 ")  # the third line is not complete yet
+            f.flush()
+            time.sleep(0.3)
+            f.write("3.000 0\n")
+            f.flush()
+            time.sleep(0.3)
+        end = time.monotonic()
+    assert len(watch.arrivals["vm"]) == 2
+    assert 0.25 <= watch.max_gap_s("vm", start, end) <= end - start

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from drs.errors import UserError
-from drs.lab import guest, heartbeat, image, prereqs
-from drs.lab.state import VmState
+from libvirt_drs.errors import UserError
+from libvirt_drs.lab import guest, heartbeat, image, prereqs
+from libvirt_drs.lab.state import LabVm
 
 
 @pytest.mark.skipif(shutil.which("cpio") is None, reason="cpio not installed")
@@ -33,7 +33,7 @@ def test_missing_prerequisites_name_the_package(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_domain_xml_is_tcg_with_appending_serial_log() -> None:
-    vm = VmState(name="vm1", host="h1", burn_pct=20, mem_mib=256, touch_mib=64, dirty_mib_s=4,
+    vm = LabVm(name="vm1", host="h1", burn_pct=20, mem_mib=256, touch_mib=64, dirty_mib_s=4,
                  disk_mib=64, uuid="3f0a7f38-5b7c-4cbe-9e4c-0e9d7a1d2f11",
                  serial_log="/var/tmp/drs-lab/x/serial/vm1.log",
                  disk_path="/var/lib/libvirt/images/vm1.qcow2")

@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from drs.lab import heartbeat, soak
+from libvirt_drs.lab import heartbeat, soak
 
 
 def test_guests_survive_consecutive_migrations_under_load(make_lab: Callable[..., Any]) -> None:
@@ -26,3 +26,15 @@ def test_guests_survive_consecutive_migrations_under_load(make_lab: Callable[...
     assert result.clean, json.dumps(summary, indent=1)
     assert summary["migrations"] == 4 and summary["capped"] == 2
     assert beats and beats[-1].mem_errors == 0  # the self-check ran and found nothing
+
+
+def test_soak_command_is_registered_and_checks_its_options() -> None:
+    from click.testing import CliRunner
+
+    from libvirt_drs.cli import cli
+
+    help_text = CliRunner().invoke(cli, ["bench", "migrate-soak", "--help"]).output
+    for option in ("--migrations", "--bandwidth-mib-s", "--capped-every", "--busy", "--json", "--output"):
+        assert option in help_text
+    bad = CliRunner().invoke(cli, ["bench", "migrate-soak", "--migrations", "0"])
+    assert bad.exit_code == 2

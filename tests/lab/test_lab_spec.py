@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from drs.errors import UserError
-from drs.lab import spec
+from libvirt_drs.errors import UserError
+from libvirt_drs.lab import spec
 
 
 def test_skewed_puts_every_vm_on_the_first_host() -> None:

@@ -9,8 +9,8 @@ from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 
-from migrator.admission import Decision, Limits, choose
-from migrator.hypervisor import (
+from libvirt_drs.migrator.admission import Decision, Limits, choose
+from libvirt_drs.migrator.hypervisor import (
     CpuCompare,
     CpuModel,
     Disk,
@@ -20,7 +20,7 @@ from migrator.hypervisor import (
     HypervisorError,
     Nic,
 )
-from migrator.model import CompletedStats, Job, JobState, MigrationOptions, MoveRequest, Progress
+from libvirt_drs.migrator.model import CompletedStats, Job, JobState, MigrationOptions, MoveRequest, Progress
 
 MIB = 1024 * 1024
 

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-from migrator.admission import Blocker, Limits, choose
-from migrator.model import Job, JobState
+from libvirt_drs.migrator.admission import Blocker, Limits, choose
+from libvirt_drs.migrator.model import Job, JobState
 
 
 def job(i: int, vm: str, src: str, dst: str, state: JobState = JobState.QUEUED) -> Job:

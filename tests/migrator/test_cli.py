@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from drs.cli import cli
-from drs.db import schema
-from drs.db.engine import make_engine
+from libvirt_drs.cli import cli
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
 from tests.migrator.fakes import FakeHypervisor
 
 JOB_KEYS = {"id", "vm", "source", "destination", "state", "started_at", "finished_at",
@@ -27,7 +27,7 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, FakeHyp
                     '[[hosts]]\nname = "h2"\nuri = "qemu+tcp://h2/system"\n')
     hv = FakeHypervisor(["h1", "h2"])
     hv.add_vm("h1", "web")
-    monkeypatch.setattr("drs.migrator_builder.LibvirtHypervisor", lambda *_a, **_k: hv)
+    monkeypatch.setattr("libvirt_drs.migrator_builder.LibvirtHypervisor", lambda *_a, **_k: hv)
     return str(path), hv
 
 

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-from balancer.model import ClusterSnapshot, HostState, Policy, VmState
-from balancer.planner import plan
-from drs.config import parse
-from drs.evacuation import _with_rules, evacuation_snapshot
+from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Policy, VmState
+from libvirt_drs.balancer.planner import plan
+from libvirt_drs.config import parse
+from libvirt_drs.evacuation import _with_rules, evacuation_snapshot
 
 
 def snapshot() -> ClusterSnapshot:

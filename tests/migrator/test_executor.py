@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.executor import Executor
-from migrator.hypervisor import DomainRunState
-from migrator.model import JobState, MigrationOptions, MoveRequest
+from libvirt_drs.migrator.executor import Executor
+from libvirt_drs.migrator.hypervisor import DomainRunState
+from libvirt_drs.migrator.model import JobState, MigrationOptions, MoveRequest
 from tests.migrator.fakes import Behaviour, FakeHypervisor, MemoryJobStore
 
 FAST = MigrationOptions(poll_interval_s=0.01, timeout_s=5, stall_timeout_s=5)
@@ -18,7 +18,7 @@ def setup(options: MigrationOptions = FAST) -> tuple[FakeHypervisor, MemoryJobSt
 
 
 def admitted(store: MemoryJobStore, copy: bool = False):  # type: ignore[no-untyped-def]
-    from migrator.admission import Limits  # noqa: PLC0415
+    from libvirt_drs.migrator.admission import Limits  # noqa: PLC0415
 
     store.enqueue([MoveRequest("a", "h1", "h2", copy_storage=copy)], "me")
     job = store.admit(Limits(), "me", None).admitted
@@ -108,7 +108,7 @@ def test_options_reach_libvirt_with_copy_storage_per_job() -> None:
 
 def test_finish_survives_a_job_store_outage() -> None:
     """A database restart while a migration ends: the outcome is written once it is back."""
-    from migrator.executor import durably
+    from libvirt_drs.migrator.executor import durably
 
     calls: list[int] = []
 
@@ -122,7 +122,7 @@ def test_finish_survives_a_job_store_outage() -> None:
 
 
 def test_finish_gives_up_after_its_budget() -> None:
-    from migrator.executor import durably
+    from libvirt_drs.migrator.executor import durably
 
     def down() -> None:
         raise ConnectionError("connection refused")

@@ -26,14 +26,14 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from drs.cli import cli
-from drs.config import Config, parse
-from drs.db import schema
-from drs.db.engine import make_engine
-from drs.lab import config_out, heartbeat, host, procs
-from drs.lab.lab import Lab
-from drs.migrator_builder import Migrator, build
-from migrator.model import JobState, MoveRequest
+from libvirt_drs.cli import cli
+from libvirt_drs.config import Config, parse
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.lab import config_out, heartbeat, host, procs
+from libvirt_drs.lab.lab import Lab
+from libvirt_drs.migrator.model import JobState, MoveRequest
+from libvirt_drs.migrator_builder import Migrator, build
 from tests.migrator.test_store import assert_no_overlap_beyond
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
@@ -72,39 +72,6 @@ def lab(make_lab: Callable[..., Lab]) -> Lab:
                     disk_mib=16, storage="per-host")
 
 
-class SerialTail:
-    """Times each new heartbeat by the host clock as it reaches the serial log.
-
-    The guest's own timestamps do not show a pause: its clock stops with it.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.arrivals: list[tuple[float, int]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> SerialTail:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        last = -1
-        while not self._stop.wait(0.02):
-            beats = heartbeat.read(self.path)
-            if beats and beats[-1].counter != last:
-                last = beats[-1].counter
-                self.arrivals.append((time.monotonic(), last))
-
-    def max_gap_s(self) -> float:
-        times = [t for t, _ in self.arrivals]
-        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
-
-
 @pytest.fixture(scope="module")
 def config_text(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> str:
     db = tmp_path_factory.mktemp("migdb") / "drs.sqlite"
@@ -121,9 +88,13 @@ def write_config(tmp_path: Path, text: str, migrator_extra: str = "", rules: str
     return str(path)
 
 
-def migrator_for(config_text: str, **migrator: object) -> Migrator:
+def migrator_for(config_text: str, limits: dict[str, int] | None = None,
+                 options: dict[str, Any] | None = None) -> Migrator:
+    """The lab config's migrator with some [migrator] limits or libvirt options changed."""
     cfg: Config = parse(config_text, "lab.toml")
-    return build(replace(cfg, migrator=replace(cfg.migrator, **migrator)))  # type: ignore[arg-type]
+    changed = replace(cfg.migrator, limits=replace(cfg.migrator.limits, **(limits or {})),
+                      options=replace(cfg.migrator.options, **(options or {})))
+    return build(replace(cfg, migrator=changed))
 
 
 def test_migrate_command_moves_a_burning_guest(lab: Lab, config_text: str,
@@ -131,14 +102,15 @@ def test_migrate_command_moves_a_burning_guest(lab: Lab, config_text: str,
     path = write_config(tmp_path, config_text)
     source = lab.where()["vm1"]
     dest = "h2" if source != "h2" else "h3"
-    with SerialTail(lab.serial_log("vm1")) as tail:
+    with heartbeat.ArrivalWatch({"vm1": lab.serial_log("vm1")}) as tail:
         time.sleep(2.5)
+        t0_s = time.monotonic()
         result = CliRunner().invoke(cli, ["--config", path, "migrate", "vm1", "--to", dest])
         time.sleep(3.0)
+        gap_s = tail.max_gap_s("vm1", t0_s)
     assert result.exit_code == 0, result.output
     assert lab.where()["vm1"] == dest
     assert_running(lab, "vm1")
-    gap_s = tail.max_gap_s()
     [job] = migrator_for(config_text).store.jobs(limit=1)
     assert job.state is JobState.SUCCEEDED
     assert job.downtime_ms is not None and job.total_ms is not None
@@ -165,7 +137,8 @@ def _ring_moves(m: Migrator, lab: Lab, rounds: int) -> list[MoveRequest]:
 @pytest.mark.parametrize("limit", [1, 2])
 def test_twelve_queued_migrations_respect_the_limits(lab: Lab, config_text: str,
                                                       limit: int) -> None:
-    m = migrator_for(config_text, max_outgoing_per_host=limit, max_incoming_per_host=limit)
+    m = migrator_for(config_text, limits={"max_outgoing_per_host": limit,
+                                         "max_incoming_per_host": limit})
     moves = _ring_moves(m, lab, rounds=3)
     assert len(moves) == 12
     jobs = m.runner.submit(moves)
@@ -320,7 +293,7 @@ def test_evacuate_group_empties_its_hosts(lab: Lab, config_text: str, tmp_path: 
 
 def assert_running(lab: Lab, vm: str, timeout_s: float = 30.0) -> None:
     """The guest keeps beating after its migration, without a reboot, a kernel oops or a
-    memory mismatch reported by its own self-check (drs.lab.heartbeat.Health)."""
+    memory mismatch reported by its own self-check (libvirt_drs.lab.heartbeat.Health)."""
     problem = heartbeat.wait_alive(lab.serial_log(vm), timeout_s).problem
     assert problem is None, f"{vm}: {problem}"
 
@@ -341,7 +314,7 @@ def _restart_libvirtd(lab: Lab, name: str) -> None:
 def test_killed_destination_libvirtd_fails_cleanly(lab: Lab, config_text: str) -> None:
     source = lab.where()["vm2"]
     dest = _other_host(lab, source)
-    m = migrator_for(config_text, bandwidth_mib_s=8)
+    m = migrator_for(config_text, options={"bandwidth_mib_s": 8})
     [job] = m.runner.submit([MoveRequest("vm2", source, dest, copy_storage=True)])
     killed: list[int] = []
 
@@ -376,7 +349,7 @@ def test_killed_migrate_process_is_reconciled(lab: Lab, config_text: str,
     dest = _other_host(lab, source)
     path = write_config(tmp_path, config_text, migrator_extra="bandwidth_mib_s = 16\n")
     m = migrator_for(config_text)
-    proc = subprocess.Popen([sys.executable, "-m", "drs", "--config", path, "migrate", "vm3",
+    proc = subprocess.Popen([sys.executable, "-m", "libvirt_drs", "--config", path, "migrate", "vm3",
                              "--to", dest], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60

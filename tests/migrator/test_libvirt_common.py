@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from migrator import libvirt_common
-from migrator.libvirt_common import first_line, libvirt_message
+from libvirt_drs.migrator import libvirt_common
+from libvirt_drs.migrator.libvirt_common import first_line, libvirt_message
 
 
 class FakeLibvirtError(Exception):

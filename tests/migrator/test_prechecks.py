@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from migrator.hypervisor import CpuCompare, Disk, DomainRunState, Nic
-from migrator.prechecks import CheckInput, CheckStatus, SkipReason, first_failure, run_checks
+from libvirt_drs.migrator.hypervisor import CpuCompare, Disk, DomainRunState, Nic
+from libvirt_drs.migrator.prechecks import CheckInput, CheckStatus, SkipReason, first_failure, run_checks
 from tests.migrator.fakes import FakeHypervisor
 
 DISK = Disk("vda", "/images/a.qcow2", "qcow2")

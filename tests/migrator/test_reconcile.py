@@ -4,11 +4,11 @@ import os
 import socket
 import threading
 
-from migrator.admission import Limits
-from migrator.executor import Executor
-from migrator.hypervisor import DomainRunState
-from migrator.model import JobState, MigrationOptions, MoveRequest
-from migrator.reconcile import Reconciler, owner_alive
+from libvirt_drs.migrator.admission import Limits
+from libvirt_drs.migrator.executor import Executor
+from libvirt_drs.migrator.hypervisor import DomainRunState
+from libvirt_drs.migrator.model import JobState, MigrationOptions, MoveRequest
+from libvirt_drs.migrator.reconcile import Reconciler, owner_alive
 from tests.migrator.fakes import Behaviour, FakeHypervisor, MemoryJobStore
 
 DEAD = "elsewhere:1"
@@ -48,7 +48,7 @@ def test_still_running_migration_is_monitored_to_its_end() -> None:
     hv, store = FakeHypervisor(["h1", "h2"]), MemoryJobStore()
     hv.add_vm("h1", "a")
     hv.behaviour["a"] = Behaviour(duration_s=0.3)
-    from migrator.model import MigrationOptions as O  # noqa: PLC0415
+    from libvirt_drs.migrator.model import MigrationOptions as O  # noqa: PLC0415
 
     t = threading.Thread(target=hv.migrate, args=("h1", "h2", "a", O()))
     t.start()  # libvirt keeps migrating although its client died

@@ -2,10 +2,10 @@ from __future__ import annotations
 
 import threading
 
-from migrator.admission import Limits
-from migrator.executor import Executor
-from migrator.model import JobState, MigrationOptions, MoveRequest
-from migrator.runner import Runner
+from libvirt_drs.migrator.admission import Limits
+from libvirt_drs.migrator.executor import Executor
+from libvirt_drs.migrator.model import JobState, MigrationOptions, MoveRequest
+from libvirt_drs.migrator.runner import Runner
 from tests.migrator.fakes import Behaviour, FakeHypervisor, MemoryJobStore
 
 OPTS = MigrationOptions(poll_interval_s=0.01)

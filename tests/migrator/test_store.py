@@ -8,10 +8,10 @@ import time
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from drs.db.jobs import SqlJobStore
-from drs.db.models import AuditEvent
-from migrator.admission import Blocker, Limits
-from migrator.model import CompletedStats, JobState, MoveRequest, Progress
+from libvirt_drs.db.jobs import SqlJobStore
+from libvirt_drs.db.models import AuditEvent
+from libvirt_drs.migrator.admission import Blocker, Limits
+from libvirt_drs.migrator.model import CompletedStats, JobState, MoveRequest, Progress
 
 
 def test_lifecycle(db_engine: Engine) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from click.testing import Result
 
-from drs.db import schema
-from drs.db.engine import make_engine
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
 
 COUNTED_TABLES = ("migration_jobs", "plans", "audit_log", "vms", "host_samples")
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drs.cli import cli
+from libvirt_drs.cli import cli
 from tests.security.common import assert_clean_failure, driver_config, footprint
 
 # Commands that run until stopped or start real processes (lab, demo, serve, collect's loop,

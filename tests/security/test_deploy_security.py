@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from drs.config import parse
-from drs.lab import config_out
+from libvirt_drs.config import parse
+from libvirt_drs.lab import config_out
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "deploy" / "drs.service"
@@ -38,10 +38,10 @@ def test_libvirt_uris_pass_through_unchanged() -> None:
     # and both libvirt users (collector, migrator) open exactly that string
     import libvirt  # noqa: PLC0415
 
-    from collectors.hypervisor import HostUnavailable  # noqa: PLC0415
-    from collectors.libvirt_source import LibvirtSource  # noqa: PLC0415
-    from migrator.hypervisor import HypervisorError  # noqa: PLC0415
-    from migrator.libvirt_hv import LibvirtHypervisor  # noqa: PLC0415
+    from libvirt_drs.collectors.hypervisor import HostUnavailable  # noqa: PLC0415
+    from libvirt_drs.collectors.libvirt_source import LibvirtSource  # noqa: PLC0415
+    from libvirt_drs.migrator.hypervisor import HypervisorError  # noqa: PLC0415
+    from libvirt_drs.migrator.libvirt_hv import LibvirtHypervisor  # noqa: PLC0415
 
     opened: list[str] = []
 
@@ -79,7 +79,7 @@ def test_serve_binds_metrics_to_loopback_by_default(tmp_path: Path) -> None:
 
     config = driver_config(tmp_path)
     log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "drs", "--config", str(config), "serve"],
+    proc = subprocess.Popen([sys.executable, "-m", "libvirt_drs", "--config", str(config), "serve"],
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         def listening() -> list[str]:
@@ -165,7 +165,7 @@ def test_drs_runs_as_a_non_root_user(make_lab: Callable[..., Any]) -> None:
 
         def drs(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(["runuser", "-u", "drs", "--", "env", *[f"{k}={v}" for k, v
-                                   in env.items()], python, "-m", "drs", "--config",
+                                   in env.items()], python, "-m", "libvirt_drs", "--config",
                                    str(config), *args], capture_output=True, text=True,
                                   cwd=state, timeout=180)
 

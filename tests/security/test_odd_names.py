@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from drs.cli import cli
+from libvirt_drs.cli import cli
 from tests.security.common import assert_clean_failure, driver_config, footprint
 
 ODD = ["vm with spaces", "quote\"d", "back\\slash", "[bold red]markup[/]", "é-ü-漢字",

@@ -1,6 +1,6 @@
 """Database passwords never appear in output, logs, reports, metrics or error messages.
 
-Real processes (`python -m drs -vv ...`, so debug logging is on) against (a) a PostgreSQL
+Real processes (`python -m libvirt_drs -vv ...`, so debug logging is on) against (a) a PostgreSQL
 URL whose server does not answer, (b) the real test PostgreSQL with a wrong password,
 (c) the real one with the right password: every command's stdout, stderr, the files it
 writes and `drs serve`'s /metrics and /healthz are searched for the password."""
@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 
 from tests.service.serve_proc import ServeProcess, free_port, wait_for
 
-DRS = [sys.executable, "-m", "drs", "-vv"]
+DRS = [sys.executable, "-m", "libvirt_drs", "-vv"]
 SECRET = "S3cr3t-Pw_4-drs-tests"
 COMMANDS = [["config", "check"], ["db", "current"], ["db", "upgrade"], ["status", "--json"],
             ["jobs", "--json"], ["collect", "--once", "--prime-s", "0.1"],

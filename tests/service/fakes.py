@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from collectors.cycle import CapacityOverride, Collector
-from collectors.hypervisor import STATE_RUNNING, DomainStats, HostPoll, HostUnavailable, NodeInfo
-from drs import config
-from drs.collect import CollectJob
-from drs.config import Config
+from libvirt_drs import config
+from libvirt_drs.collect import CollectJob
+from libvirt_drs.collectors.cycle import CapacityOverride, Collector
+from libvirt_drs.collectors.hypervisor import STATE_RUNNING, DomainStats, HostPoll, HostUnavailable, NodeInfo
+from libvirt_drs.config import Config
 from tests.migrator.fakes import FakeHypervisor
 
 

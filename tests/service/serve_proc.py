@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-DRS = [sys.executable, "-m", "drs"]
+DRS = [sys.executable, "-m", "libvirt_drs"]
 
 _NODE = """<node>
   <cpu><mode>fixed</mode><nodes>1</nodes><sockets>1</sockets><cores>2</cores><threads>1</threads>

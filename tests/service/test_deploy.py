@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from drs.service.metrics import DrsMetrics
+from libvirt_drs.service.metrics import DrsMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))

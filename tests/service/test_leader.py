@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, text
 
-from drs.db import schema
-from drs.db.engine import make_engine
-from drs.service.leader import (
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.service.leader import (
     PostgresAdvisoryLock,
     SqliteLease,
     advisory_key,

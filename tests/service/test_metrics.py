@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from drs.service.metrics import DrsMetrics, MetricsServer
+from libvirt_drs.service.metrics import DrsMetrics, MetricsServer
 
 NAME = re.compile(r"^drs_[a-z0-9_]+$")
 UNITS = ("_seconds", "_ratio", "_bytes", "_total", "_info")

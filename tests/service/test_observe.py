@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Engine, update
 from sqlalchemy.orm import Session
 
-from drs.db.models import Host, MigrationJob
-from drs.service.metrics import DrsMetrics
-from drs.service.observe import MigrationObserver
+from libvirt_drs.db.models import Host, MigrationJob
+from libvirt_drs.service.metrics import DrsMetrics
+from libvirt_drs.service.observe import MigrationObserver
 
 
 class Clock:

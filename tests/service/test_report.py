@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from balancer.model import ClusterSnapshot, HostState, Move, Plan, VmState
-from drs.service.balance import ClusterLoads, Round
-from drs.service.report import MigrationRow, ReportData, run_as_plan, write_report
+from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Move, Plan, VmState
+from libvirt_drs.service.balance import ClusterLoads, Round
+from libvirt_drs.service.report import MigrationRow, ReportData, run_as_plan, write_report
 
 
 def _loads(cpu: dict[str, float], imbalance: float) -> ClusterLoads:

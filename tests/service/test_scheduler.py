@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from drs.service.metrics import DrsMetrics
-from drs.service.scheduler import JobSpec, ServiceScheduler
+from libvirt_drs.service.metrics import DrsMetrics
+from libvirt_drs.service.scheduler import JobSpec, ServiceScheduler
 
 
 def _value(metrics: DrsMetrics, name: str, **labels: str) -> float:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from drs.db import schema
-from drs.db.engine import make_engine
-from drs.db.models import Host
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.db.models import Host
 from tests.service.serve_proc import DRS, ServeProcess, driver_config, free_port, wait_for
 
 LEASE_S = 6.0

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, select
 
-from drs.db import schema
-from drs.db.engine import make_engine
-from drs.db.models import MigrationJob, PlannedMoveRow, PlanRow
-from drs.errors import UserError
-from drs.service.app import ServeOptions, Service, parse_shard, shard_hosts, shard_of
-from drs.service.leader import AlwaysLeader, SqliteLease
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.db.models import MigrationJob, PlannedMoveRow, PlanRow
+from libvirt_drs.errors import UserError
+from libvirt_drs.service.app import ServeOptions, Service, parse_shard, shard_hosts, shard_of
+from libvirt_drs.service.leader import AlwaysLeader, SqliteLease
 from tests.migrator.fakes import Behaviour
 from tests.service.fakes import cluster_config, fake_collect_job, skewed_cluster
 

@@ -7,7 +7,7 @@ import signal
 import threading
 import time
 
-from drs.service.shutdown import StopSignal, abort_reserve_s, exit_margin_s, graceful_stop
+from libvirt_drs.service.shutdown import StopSignal, abort_reserve_s, exit_margin_s, graceful_stop
 
 
 class FakeScheduler:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from drs.db import schema
-from drs.db.engine import make_engine, scratch_database
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine, scratch_database
 
 PG_ENV = "DRS_TEST_POSTGRES_URL"
 

@@ -1,3 +1,0 @@
-from drs.cli import main
-
-main()

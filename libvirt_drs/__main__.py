@@ -1,0 +1,3 @@
+from libvirt_drs.cli import main
+
+main()

@@ -1,0 +1,174 @@
+"""`drs simulate` (what-if replay of a trace) and `drs bench plan` (planner timing)."""
+
+from __future__ import annotations
+
+import resource
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+import click
+import numpy as np
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from rich.table import Table
+
+from libvirt_drs.balancer.model import Policy
+from libvirt_drs.balancer.planner import plan
+from libvirt_drs.balancer.simulate import SimConfig, default_hosts, memory_sizes_mib, simulate
+from libvirt_drs.balancer.synthetic import synthetic_cluster
+from libvirt_drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
+from libvirt_drs.config import BalancerConfig, Config
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+from libvirt_drs.db.history import load_history, parse_time
+from libvirt_drs.errors import UserError
+from libvirt_drs.policy import policy_from_config
+from libvirt_drs.traces import load_planetlab
+
+# What the simulation prints, in this order, with a human label for the table.
+SIM_METRICS = {
+    "imbalance_mean": "mean imbalance (std of host CPU load)",
+    "imbalance_p95": "p95 imbalance",
+    "overload_fraction": "host-steps with load > 100%",
+    "hot_fraction": "host-steps with load > 90%",
+    "max_util_p95": "p95 of the busiest host's load",
+    "migrations": "migrations",
+    "migrations_per_vm_day": "migrations per VM per day",
+    "plan_ms_p50": "plan time p50 (ms)",
+    "plan_ms_max": "plan time max (ms)",
+    "memory_violations": "memory violations (host-steps)",
+}
+
+
+def default_policy() -> Policy:
+    """The product defaults: what an empty [balancer] and [migrator] section give."""
+    return policy_from_config(Config(path="<defaults>", database_url="sqlite://"))
+
+
+@contextmanager
+def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on stderr when it is a terminal; nothing otherwise."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    with Progress("[progress.description]{task.description}", BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda done: bar.update(task, completed=done)
+
+
+def _metrics_table(title: str, metrics: dict[str, float | int]) -> Table:
+    table = Table(title=title, show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, label in SIM_METRICS.items():
+        table.add_row(label, str(metrics[key]))
+    return table
+
+
+@click.command("simulate")
+@click.option("--trace", "trace_dir", metavar="DIR",
+              type=click.Path(file_okay=False, path_type=str),
+              help="PlanetLab trace directory: one file per VM, one CPU percent per line.")
+@click.option("--from-db", is_flag=True,
+              help="Replay the cluster's own recorded samples (what-if on real history).")
+@click.option("--since", default="24h", show_default=True,
+              help="--from-db: start (ISO time, a duration ago such as 6h, or epoch seconds).")
+@click.option("--until", default="now", show_default=True, help="--from-db: end.")
+@click.option("--hosts", type=click.IntRange(min=1), default=None,
+              help="--trace: number of hosts (default ceil(VMs / 10)).")
+@click.option("--aggressiveness", type=click.IntRange(1, 5), default=None,
+              help="1 = mandatory moves only .. 5 = chase the smallest imbalance "
+                   "(default: the config's, 3).")
+@click.option("--max-moves-per-host", type=click.IntRange(min=1), default=None,
+              help="Moves per host per step, as source and as destination (default 2).")
+@json_option
+@pass_app
+def simulate_cmd(app: AppContext, trace_dir: str | None, from_db: bool, since: str, until: str,
+                 hosts: int | None, aggressiveness: int | None, max_moves_per_host: int | None,
+                 as_json: bool) -> None:
+    """Replay a CPU trace (or the recorded history) with the balancer in the loop and print
+    quality metrics."""
+    if bool(trace_dir) == from_db:
+        raise UserError("give exactly one of --trace DIR and --from-db")
+    if from_db:
+        if hosts is not None:
+            raise UserError("--hosts applies to --trace only: --from-db uses the configured hosts")
+        policy, run = _from_db(app, since, until)
+    else:
+        policy, run = default_policy(), _from_trace(str(trace_dir), hosts)
+    if aggressiveness is not None:
+        policy = replace(policy, aggressiveness=aggressiveness)
+    if max_moves_per_host is not None:
+        policy = replace(policy, max_moves_per_host=max_moves_per_host)
+    title, trace, mem_mib, names, n_hosts, sim_hosts, initial, window_s = run
+    cfg = SimConfig(hosts=n_hosts, policy=policy, window_s=window_s)
+    with _progress(trace.shape[1], "simulating") as progress:
+        metrics = simulate(trace, mem_mib, cfg, names, progress, sim_hosts, initial)
+    if as_json:
+        print_json(metrics)
+        return
+    console.print(_metrics_table(f"{title}: {len(names)} VMs on {cfg.hosts} hosts, "
+                                 f"{trace.shape[1]} steps", metrics))
+
+
+def _from_trace(trace_dir: str, hosts: int | None):  # type: ignore[no-untyped-def]
+    names, trace = load_planetlab(trace_dir)
+    n_hosts = hosts or default_hosts(len(names))
+    mem_mib = memory_sizes_mib(len(names), n_hosts)
+    placed_mib = np.bincount(np.arange(len(names)) % n_hosts, mem_mib, minlength=n_hosts)
+    if placed_mib.max() > SimConfig(hosts=n_hosts).host_mem_mib:
+        raise UserError(f"--hosts {n_hosts}: too few hosts for {len(names)} VMs (the initial "
+                        f"placement needs {placed_mib.max():.0f} MiB on one host, hosts have "
+                        f"{SimConfig(hosts=n_hosts).host_mem_mib:.0f})")
+    return trace_dir, trace, mem_mib, names, n_hosts, None, None, BalancerConfig().window_s
+
+
+def _from_db(app: AppContext, since: str, until: str):  # type: ignore[no-untyped-def]
+    cfg = app.config
+    engine = make_engine(cfg.database_url)
+    schema.require_current(engine)
+    since_s, until_s = parse_time(since, "--since"), parse_time(until, "--until")
+    hist = load_history(engine, cfg, since_s, until_s)
+    run = ("recorded history", hist.cpu_cores, hist.mem_mib, hist.names, len(hist.hosts),
+           hist.hosts, hist.initial_host, cfg.balancer.window_s)
+    return policy_from_config(cfg), run
+
+
+@click.group("bench")
+def bench() -> None:
+    """Benchmarks of the balancer core."""
+
+
+@bench.command("plan")
+@click.option("--hosts", type=click.IntRange(min=1), default=96, show_default=True)
+@click.option("--vms", type=click.IntRange(min=0), default=10000, show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@json_option
+def bench_plan(hosts: int, vms: int, seed: int, as_json: bool) -> None:
+    """Time one full plan over a synthetic cluster (skewed, heterogeneous)."""
+    snapshot = synthetic_cluster(hosts, vms, seed)
+    started, started_cpu = time.perf_counter(), time.process_time()
+    result = plan(snapshot, default_policy())
+    plan_ms = (time.perf_counter() - started) * 1000.0
+    # CPU time too: on a shared machine wall time mostly measures the neighbours
+    plan_cpu_ms = (time.process_time() - started_cpu) * 1000.0
+    data = {
+        "hosts": hosts, "vms": vms, "plan_ms": round(plan_ms, 1),
+        "plan_cpu_ms": round(plan_cpu_ms, 1), "moves": len(result.moves),
+        "imbalance_before": round(result.imbalance_before, 4),
+        "imbalance_after": round(result.imbalance_after, 4),
+        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+    }
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"plan over {hosts} hosts / {vms} VMs (seed {seed})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        table.add_row(key, str(value))
+    console.print(table)

@@ -1,0 +1,63 @@
+"""Shared CLI plumbing: loading the config once, JSON output, one-line errors."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+
+from libvirt_drs import config as config_mod
+from libvirt_drs.config import Config
+
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+class AppContext:
+    """What every command gets: the --config path and the lazily loaded Config."""
+
+    def __init__(self, config_path: str | None) -> None:
+        self.config_path = config_path
+        self._config: Config | None = None
+
+    def use_config_path(self, path: str) -> None:
+        self.config_path = path
+        self._config = None
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = config_mod.load(self.config_path)
+        return self._config
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Pass the AppContext as first argument and accept `--config PATH` on the command too.
+
+    `drs --config X cmd` and `drs cmd --config X` both work; the latter wins.
+    """
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, command_config: str | None = None, **kwargs: Any) -> Any:
+        app = click.get_current_context().find_object(AppContext)
+        assert app is not None
+        if command_config:
+            app.use_config_path(command_config)
+        return f(app, *args, **kwargs)
+
+    return click.option("--config", "command_config", metavar="PATH",
+                        help="Config file (default ./drs.toml; env DRS_CONFIG).")(wrapper)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")

@@ -1,0 +1,33 @@
+"""`drs config check`: validate a config file."""
+
+from __future__ import annotations
+
+import click
+
+from libvirt_drs.cli.common import AppContext, console, json_option, pass_app, print_json
+from libvirt_drs.config import as_dict
+from libvirt_drs.secrets import redact
+
+
+@click.group()
+def config() -> None:
+    """Inspect and validate the configuration file."""
+
+
+@config.command("check")
+@json_option
+@pass_app
+def check(app: AppContext, as_json: bool) -> None:
+    """Validate the config file; print a summary or the first error (exit 2)."""
+    cfg = app.config
+    if as_json:
+        data = as_dict(cfg)
+        data["database_url"] = redact(cfg.database_url)
+        print_json(data)
+        return
+    console.print(f"{cfg.path}: OK", highlight=False)
+    console.print(f"  database: {redact(cfg.database_url)}", highlight=False, markup=False)
+    console.print(f"  hosts: {len(cfg.hosts)}; balancer: {cfg.balancer.mode}, "
+                  f"aggressiveness {cfg.balancer.policy.aggressiveness}; rules: "
+                  f"{len(cfg.rules.affinity)} affinity, {len(cfg.rules.anti_affinity)} anti-affinity, "
+                  f"{len(cfg.rules.vm_host)} vm-host", highlight=False)

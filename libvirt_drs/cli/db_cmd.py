@@ -1,0 +1,47 @@
+"""`drs db upgrade|downgrade|current`: manage the schema through Alembic."""
+
+from __future__ import annotations
+
+import click
+
+from libvirt_drs.cli.common import AppContext, console, json_option, pass_app, print_json
+from libvirt_drs.db import schema
+from libvirt_drs.db.engine import make_engine
+
+
+@click.group()
+def db() -> None:
+    """Create, upgrade or downgrade the database schema."""
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_app
+def upgrade(app: AppContext, revision: str) -> None:
+    """Bring the database to REVISION (default: head); creates an empty database's schema."""
+    engine = make_engine(app.config.database_url)
+    schema.upgrade(engine, revision)
+    console.print(f"database at {schema.current_revision(engine) or 'base'}", highlight=False)
+
+
+@db.command("downgrade")
+@click.argument("revision", default="-1")
+@pass_app
+def downgrade(app: AppContext, revision: str) -> None:
+    """Step the schema back to REVISION (default: one step; `base` drops everything)."""
+    engine = make_engine(app.config.database_url)
+    schema.downgrade(engine, revision)
+    console.print(f"database at {schema.current_revision(engine) or 'base'}", highlight=False)
+
+
+@db.command("current")
+@json_option
+@pass_app
+def current(app: AppContext, as_json: bool) -> None:
+    """Show the schema revision of the database and the head revision of this release."""
+    engine = make_engine(app.config.database_url)
+    data = {"current": schema.current_revision(engine), "head": schema.head_revision()}
+    if as_json:
+        print_json(data)
+    else:
+        console.print(f"current: {data['current'] or 'base'}  head: {data['head']}", highlight=False)

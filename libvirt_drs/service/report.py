@@ -1,0 +1,190 @@
+"""The HTML report of a service run (`drs demo`).
+
+The page is the balancer's plan report (balancer.report.render_html) of the run as one
+plan: the moves that were carried out, replayed over the snapshot of the first round
+(load charts before/after, the moves with their reasons). After it comes what only the
+service knows: measured loads before and after, the imbalance round by round, and every
+migration with its result and downtime. One self-contained file (inline CSS and SVG, no
+scripts, every value escaped), so it can be mailed or attached to a ticket as it is.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from libvirt_drs.balancer import report as plan_report
+from libvirt_drs.balancer.model import ClusterSnapshot, Plan
+from libvirt_drs.migrator.model import JobState
+from libvirt_drs.service.balance import ClusterLoads, Round
+
+
+class MigrationRow(NamedTuple):
+    vm_name: str
+    source: str
+    destination: str
+    state: str
+    total_ms: float | None
+    downtime_ms: float | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class ReportData:
+    title: str
+    created_s: float
+    rounds: list[Round]
+    converged_round: int | None
+    before: ClusterLoads
+    after: ClusterLoads
+    migrations: list[MigrationRow]
+    heartbeat_max_gap_s: float | None
+    duration_s: float
+    snapshot: ClusterSnapshot | None = None  # the cluster at the first round
+
+
+def run_as_plan(rounds: list[Round], after: ClusterLoads) -> Plan:
+    """The whole run as one plan: every move carried out, first imbalance to the last."""
+    moves = tuple(m for r in rounds for m in r.carried_out())
+    first = rounds[0].imbalance_before if rounds else after.imbalance
+    return Plan(moves=moves, imbalance_before=first, imbalance_after=after.imbalance,
+                target=after.target,
+                notes=(f"{len(rounds)} balance round(s) of drs serve; the moves listed are the "
+                       "migrations that succeeded, the loads after are replayed from the "
+                       "first round's snapshot (measured loads below).",))
+
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
+table{border-collapse:collapse;margin:1em 0}
+th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
+th:first-child,td:first-child{text-align:left}
+th{background:#f3f3f3} .ok{color:#187a2f} .bad{color:#b3261e}
+.bar{display:inline-block;height:.8em;background:#4a7bd0;vertical-align:middle}
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _load_cell(value: float | None) -> str:
+    width = 0 if value is None else max(0, min(100, int(value * 100)))
+    return f'{_pct(value)} <span class="bar" style="width:{width * 0.8:.0f}px"></span>'
+
+
+def _hosts_table(before: ClusterLoads, after: ClusterLoads) -> str:
+    rows = []
+    for h in sorted(set(before.cpu) | set(after.cpu)):
+        rows.append(
+            f"<tr><td>{_e(h)}</td><td>{_load_cell(before.cpu.get(h))}</td>"
+            f"<td>{_load_cell(after.cpu.get(h))}</td><td>{_pct(before.memory.get(h))}</td>"
+            f"<td>{_pct(after.memory.get(h))}</td><td>{before.vms.get(h, 0)}</td>"
+            f"<td>{after.vms.get(h, 0)}</td></tr>")
+    return ("<table><tr><th>host</th><th>CPU before</th><th>CPU after</th><th>memory before"
+            "</th><th>memory after</th><th>VMs before</th><th>VMs after</th></tr>"
+            + "".join(rows) + "</table>")
+
+
+def _chart(rounds: list[Round], width: int = 560, height: int = 200) -> str:
+    """Imbalance at the start of each round against the target, as an inline SVG."""
+    if not rounds:
+        return "<p>No balance round ran.</p>"
+    finite_targets = [r.target for r in rounds if math.isfinite(r.target)]
+    top = max([r.imbalance_before for r in rounds] + finite_targets + [1e-6]) * 1.1
+    step = width / max(1, len(rounds) - 1) if len(rounds) > 1 else 0
+
+    def xy(i: int, v: float) -> str:
+        return f"{30 + i * step:.1f},{height - 20 - (v / top) * (height - 40):.1f}"
+
+    line = " ".join(xy(i, r.imbalance_before) for i, r in enumerate(rounds))
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + 60}" height="{height}" '
+             'role="img" aria-label="imbalance per round">',
+             f'<polyline fill="none" stroke="#4a7bd0" stroke-width="2" points="{line}"/>']
+    if finite_targets:
+        t = finite_targets[-1]
+        parts.append(f'<line x1="30" x2="{30 + max(step * (len(rounds) - 1), 1):.1f}" '
+                     f'y1="{xy(0, t).split(",")[1]}" y2="{xy(0, t).split(",")[1]}" '
+                     'stroke="#b3261e" stroke-dasharray="6 4"/>')
+        parts.append(f'<text x="32" y="{float(xy(0, t).split(",")[1]) - 4:.1f}" font-size="11" '
+                     f'fill="#b3261e">target {t:.3f}</text>')
+    for i, r in enumerate(rounds):
+        x, y = xy(i, r.imbalance_before).split(",")
+        parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="#4a7bd0"/>'
+                     f'<text x="{x}" y="{height - 5}" font-size="11" text-anchor="middle">'
+                     f'{i + 1}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _rounds_table(rounds: list[Round]) -> str:
+    rows = []
+    for i, r in enumerate(rounds):
+        outcomes = ", ".join(f"{v} {k}" for k, v in sorted(r.outcomes.items())) or "-"
+        rows.append(f"<tr><td>{i + 1}</td><td>{r.plan_id}</td><td>{r.imbalance_before:.4f}</td>"
+                    f"<td>{r.imbalance_after:.4f}</td><td>{r.target:.4f}</td><td>{r.moves}</td>"
+                    f"<td>{_e(outcomes)}</td></tr>")
+    return ("<table><tr><th>round</th><th>plan</th><th>imbalance</th><th>planned after</th>"
+            "<th>target</th><th>moves</th><th>outcomes</th></tr>" + "".join(rows) + "</table>")
+
+
+def _migrations_table(migrations: list[MigrationRow]) -> str:
+    if not migrations:
+        return "<p>No migration.</p>"
+    rows = []
+    for m in migrations:
+        cls = "ok" if m.state == JobState.SUCCEEDED else "bad"
+        rows.append(f"<tr><td>{_e(m.vm_name)}</td><td>{_e(m.source)}</td>"
+                    f"<td>{_e(m.destination)}</td><td class=\"{cls}\">{_e(m.state)}</td>"
+                    f"<td>{_ms(m.total_ms)}</td><td>{_ms(m.downtime_ms)}</td>"
+                    f"<td>{_e(m.error or '')}</td></tr>")
+    return ("<table><tr><th>VM</th><th>from</th><th>to</th><th>result</th><th>total ms</th>"
+            "<th>downtime ms</th><th>error</th></tr>" + "".join(rows) + "</table>")
+
+
+def render_html(data: ReportData) -> str:
+    b, a = data.before, data.after
+    ok = sum(1 for m in data.migrations if m.state == JobState.SUCCEEDED)
+    conv = (f'<span class="ok">converged: round {data.converged_round} found the imbalance '
+            "under target</span>" if data.converged_round else
+            '<span class="bad">not converged within the rounds allowed</span>')
+    gap = ("" if data.heartbeat_max_gap_s is None else
+           f"<li>guests ran throughout: longest heartbeat gap "
+           f"{data.heartbeat_max_gap_s:.1f} s</li>")
+    downtimes = [m.downtime_ms for m in data.migrations if m.downtime_ms is not None]
+    down = f"<li>downtime: max {max(downtimes):.0f} ms</li>" if downtimes else ""
+    service = (
+        f"<style>{_CSS}</style>"
+        f"<h1>{_e(data.title)}</h1>"
+        f"<p>{_e(time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(data.created_s)))}; "
+        f"{data.duration_s:.0f} s of <code>drs serve</code> in automatic mode.</p>"
+        f"<ul><li>imbalance {b.imbalance:.4f} &rarr; {a.imbalance:.4f} (target "
+        f"{a.target:.4f})</li><li>{conv}</li><li>{len(data.migrations)} migration(s), {ok} "
+        f"succeeded</li>{down}{gap}</ul>"
+        f"<h2>Hosts before and after (measured)</h2>{_hosts_table(b, a)}"
+        f"<h2>Imbalance per round</h2>{_chart(data.rounds)}{_rounds_table(data.rounds)}"
+        f"<h2>Migrations</h2>{_migrations_table(data.migrations)}")
+    if data.snapshot is None:
+        return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+                f"<title>{_e(data.title)}</title></head><body>{service}</body></html>\n")
+    page = plan_report.render_html(run_as_plan(data.rounds, a), data.snapshot)
+    head, sep, tail = page.partition("<body>")
+    return head + sep + service + "<hr><h1>The run as one plan</h1>" + tail
+
+
+def write_report(path: Path, data: ReportData) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_html(data), encoding="utf-8")
+    return path

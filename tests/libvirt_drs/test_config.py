@@ -1,0 +1,173 @@
+"""Configuration: parsing into frozen objects, and one-line errors for bad values."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from libvirt_drs import config
+from libvirt_drs.cli import cli
+from libvirt_drs.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE = REPO / "deploy" / "drs.example.toml"
+
+
+def test_example_config_parses_every_section() -> None:
+    cfg = config.load(str(EXAMPLE))
+    assert [h.name for h in cfg.hosts] == ["kvm-a1", "kvm-a2", "kvm-b1"]
+    assert cfg.hosts[0].uri == "qemu+ssh://root@kvm-a1/system"  # passed through unchanged
+    assert cfg.hosts[0].cpu_cores == 32.0 and cfg.hosts[0].mem_mib == 262144
+    assert cfg.hosts[2].group == "site-b" and cfg.hosts[2].storage_group == "san-b"
+    assert cfg.balancer.policy.aggressiveness == 3 and cfg.balancer.mode == "manual"
+    assert cfg.migrator.limits.max_cluster == 8
+    assert cfg.rules.anti_affinity[0].vms == ("db-primary", "db-replica-1", "db-replica-2")
+    assert {r.kind for r in cfg.rules.vm_host} == {"must", "should"}
+    assert cfg.service.metrics_host == "127.0.0.1" and cfg.service.metrics_port == 9177
+    assert cfg.database_url == f"sqlite:///{EXAMPLE.parent / 'drs.sqlite'}"
+
+
+def test_config_objects_are_frozen() -> None:
+    cfg = config.parse("", "x.toml")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.balancer.policy.aggressiveness = 5  # type: ignore[misc]
+
+
+def test_defaults_when_empty(tmp_path: Path) -> None:
+    cfg = config.parse("", str(tmp_path / "drs.toml"))
+    assert cfg.database_url == f"sqlite:///{tmp_path / 'drs.sqlite'}"
+    assert cfg.hosts == ()
+    limits = cfg.migrator.limits
+    assert limits.max_outgoing_per_host == 2 and limits.max_incoming_per_host == 2
+    assert cfg.service.metrics_listen == "127.0.0.1:9177"
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "expected"),
+    [
+        ('[balancer]\naggressiveness = "high"\n', "balancer.aggressiveness", "integer"),
+        ("[balancer]\naggressiveness = 9\n", "balancer.aggressiveness", "1 to 5"),
+        ("[balancer]\nagressiveness = 3\n", "balancer.agressiveness", "unknown key"),
+        ('[[hosts]]\nname = "a"\n', "hosts[0].uri", "missing"),
+        ('[[hosts]]\nname = "a"\nuri = "x"\n', "hosts[0].uri", "libvirt URI"),
+        ('[[hosts]]\nname = "a"\nuri = "qemu:///system"\n[[hosts]]\nname = "a"\n'
+         'uri = "qemu:///system"\n', "hosts[1].name", "duplicate"),
+        ("[migrator]\nmax_cluster = 0\n", "migrator.max_cluster", ">= 1"),
+        ("[collector]\ninterval_s = 5\ntimeout_s = 5\n", "collector.timeout_s", "< interval_s"),
+        ("[migrator]\ncopy_storage = 1\n", "migrator.copy_storage", "true or false"),
+        ('[service]\nmetrics_listen = "nowhere"\n', "service.metrics_listen", "address:port"),
+        ('[[rules.vm_host]]\nkind = "maybe"\nvms = ["a"]\nhosts = ["h"]\n', "rules.vm_host[0].kind",
+         "must_not"),
+        ('[[rules.anti_affinity]]\nvms = ["a"]\n', "rules.anti_affinity[0].vms", "two"),
+        ("hosts = 3\n", "hosts", "array of tables"),
+        ("[database]\nurl = 5\n", "database.url", "string"),
+        ("x = [", "<syntax>", "invalid TOML"),
+    ],
+)
+def test_bad_values_name_file_key_and_expectation(text: str, key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.parse(text, "bad.toml")
+    message = str(info.value)
+    assert message.startswith(f"bad.toml: {key}: ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_rule_naming_unknown_host_is_an_error() -> None:
+    text = ('[[hosts]]\nname = "h1"\nuri = "qemu:///system"\n'
+            '[[rules.vm_host]]\nname = "r"\nkind = "must"\nvms = ["v"]\nhosts = ["h9"]\n')
+    with pytest.raises(ConfigError, match=r"rules.vm_host\[0\].hosts: rule 'r' names unknown host 'h9'"):
+        config.parse(text, "bad.toml")
+
+
+def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DRS_CONFIG", raising=False)
+    assert config.config_path(None) == "drs.toml"
+    monkeypatch.setenv("DRS_CONFIG", "/etc/drs/env.toml")
+    assert config.config_path(None) == "/etc/drs/env.toml"
+    assert config.config_path("/x.toml") == "/x.toml"
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('[balancer]\nmode = 3\n', "balancer.mode"),
+        ('[collector]\nunknown = 1\n', "collector.unknown"),
+        ('[[hosts]]\nname = "h1"\n', "hosts[0].uri"),
+    ],
+)
+def test_cli_prints_one_line_and_exits_2(tmp_path: Path, text: str, key: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    proc = subprocess.run([sys.executable, "-m", "libvirt_drs", "config", "check", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert key in lines[0] and str(path) in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_config_check_on_example_and_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    runner = CliRunner()
+    result = runner.invoke(cli, ["config", "check", "--config", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    assert "OK" in result.output
+    monkeypatch.setenv("DRS_CONFIG", str(EXAMPLE))
+    result = runner.invoke(cli, ["config", "check", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"kvm-b1"' in result.output
+
+
+def test_json_output_redacts_database_password(tmp_path: Path) -> None:
+    path = tmp_path / "pg.toml"
+    path.write_text('[database]\nurl = "postgresql+psycopg://drs:s3cret-pw@db.example/drs"\n')
+    result = CliRunner().invoke(cli, ["config", "check", "--json", "--config", str(path)])
+    assert result.exit_code == 0
+    assert "s3cret-pw" not in result.output
+    result = CliRunner().invoke(cli, ["config", "check", "--config", str(path)])
+    assert "s3cret-pw" not in result.output
+
+
+def test_version_and_help() -> None:
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--version"]).output.startswith("drs, version ")
+    result = runner.invoke(cli, ["--help"])
+    assert result.exit_code == 0 and "config" in result.output and "db" in result.output
+
+
+@pytest.mark.parametrize(("value", "ok"), [("127.0.0.1:9177", True), ("[::1]:9177", True),
+                                           ("127.0.0.1:0", False), ("x:65536", False),
+                                           ("nowhere", False), (":9177", False)])
+def test_one_listen_check_for_config_and_serve(value: str, ok: bool) -> None:
+    from libvirt_drs.cli.serve_cmd import _check_listen  # noqa: PLC0415
+    from libvirt_drs.errors import UserError  # noqa: PLC0415
+
+    assert config.listen_ok(value) is ok
+    if ok:
+        _check_listen(value)
+        assert config.parse(f'[service]\nmetrics_listen = "{value}"\n').service.metrics_listen
+    else:
+        with pytest.raises(UserError):
+            _check_listen(value)
+        with pytest.raises(ConfigError):
+            config.parse(f'[service]\nmetrics_listen = "{value}"\n')
+
+
+def test_settings_come_from_their_declarations() -> None:
+    """Policy takes [migrator] copy_storage and bandwidth_mib_s; [[hosts]] overrides reach
+    the admission limits."""
+    cfg = config.parse('[[hosts]]\nname = "h1"\nuri = "qemu:///system"\nmax_outgoing = 3\n'
+                       '[migrator]\ncopy_storage = true\nbandwidth_mib_s = 64\n'
+                       '[balancer]\nmem_reserve_mib = 512\n')
+    assert cfg.balancer.policy.copy_storage is True and cfg.balancer.policy.bandwidth_mib_s == 64.0
+    assert cfg.migrator.copy_storage is True and cfg.migrator.options.bandwidth_mib_s == 64
+    assert cfg.migrator.options.copy_storage is False  # per job, not the setting
+    assert cfg.migrator.limits.outgoing_overrides == {"h1": 3}
+    assert cfg.balancer.policy.mem_reserve_mib == 512.0
