@@ -18,7 +18,7 @@ from typing import Any
 import libvirt
 
 from libvirt_drs.collectors.hypervisor import DomainStats, HostPoll, HostUnavailable, NodeInfo
-from libvirt_drs.migrator.libvirt_common import libvirt_message, quiet_libvirt
+from libvirt_drs.libvirt_errors import libvirt_message, quiet_libvirt
 
 log = logging.getLogger(__name__)
 

@@ -1,1 +1,1 @@
-"""Alembic environment and revisions for the libvirt-drs database (see drs.db.schema)."""
+"""Alembic environment and revisions for the libvirt-drs database (see libvirt_drs.db.schema)."""

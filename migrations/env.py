@@ -1,4 +1,4 @@
-"""Alembic environment: runs online against the engine handed over by drs.db.schema."""
+"""Alembic environment: runs online against the engine handed over by libvirt_drs.db.schema."""
 
 from __future__ import annotations
 

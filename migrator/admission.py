@@ -87,7 +87,7 @@ def _blocker(job: Job, n_running: int, outgoing: Counter[str], incoming: Counter
 
 
 class JobStore(Protocol):
-    """Where jobs live; implemented over SQLAlchemy in drs/db/jobs.py and in memory in tests."""
+    """Where jobs live; implemented over SQLAlchemy in libvirt_drs/db/jobs.py and in memory in tests."""
 
     def enqueue(self, moves: Sequence[MoveRequest], owner: str) -> list[Job]: ...
 

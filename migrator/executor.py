@@ -13,10 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from libvirt_drs.libvirt_errors import first_line
 from libvirt_drs.migrator.admission import JobStore
 from libvirt_drs.migrator.control import UNRESTRICTED, JobControl
 from libvirt_drs.migrator.hypervisor import Clock, DomainRunState, Hypervisor, HypervisorError
-from libvirt_drs.migrator.libvirt_common import first_line
 from libvirt_drs.migrator.model import Job, JobState, MigrationOptions, Outcome, Progress
 from libvirt_drs.migrator.prechecks import CheckInput, first_failure, run_checks
 
@@ -113,9 +113,8 @@ class Executor:
         """Poll job statistics while `alive()`; abort on timeout or stall."""
         now = self.clock()
         watch = _Watch(started_s=now, last_progress_s=now)
-        stop = threading.Event()
         while alive():
-            stop.wait(options.poll_interval_s)
+            self.sleep(options.poll_interval_s)
             progress = self._poll(job)
             now = self.clock()
             if progress is not None:

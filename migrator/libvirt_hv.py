@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
+from libvirt_drs.libvirt_errors import libvirt_message, quiet_libvirt
 from libvirt_drs.migrator import domxml
 from libvirt_drs.migrator.hypervisor import (
     CpuCompare,
@@ -26,7 +27,6 @@ from libvirt_drs.migrator.hypervisor import (
     HostFacts,
     HypervisorError,
 )
-from libvirt_drs.migrator.libvirt_common import libvirt_message, quiet_libvirt
 from libvirt_drs.migrator.model import CompletedStats, MigrationOptions, Progress
 
 log = logging.getLogger(__name__)

@@ -95,7 +95,8 @@ class Runner:
             outcome = Outcome(JobState.FAILED, f"internal error: {exc!r}")
             durably(f"job {job.id}: recording the crash",
                     lambda: self.store.finish(job.id, outcome.state, outcome.error,
-                                              CompletedStats()))
+                                              CompletedStats()),
+                    clock=self.executor.clock, sleep=self.executor.sleep)
             return outcome
 
     def _drop_not_queued(self, shared: _Shared, candidates: set[int]) -> bool:

@@ -1,5 +1,5 @@
 """`drs bench migrate-soak`: consecutive live migrations on a lab of its own, guests judged
-after each one (a benchmark, not a test; drs/lab/soak.py). Standalone click command;
+after each one (a benchmark, not a test; libvirt_drs/lab/soak.py). Standalone click command;
 attached to the `bench` group by the CLI wiring."""
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from libvirt_drs.db.engine import make_engine
 from libvirt_drs.db.snapshot import stale_after_s
 from libvirt_drs.db.status import HostView, cluster_imbalance, load_hosts, load_vms, target_imbalance
 from libvirt_drs.errors import UserError
-from libvirt_drs.migrator.libvirt_common import first_line
+from libvirt_drs.libvirt_errors import first_line
 from libvirt_drs.secrets import redact
 
 log = logging.getLogger("libvirt_drs.collect")

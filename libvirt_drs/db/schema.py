@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from libvirt_drs import migrations
 from libvirt_drs.errors import UserError
-from libvirt_drs.migrator.libvirt_common import first_line
+from libvirt_drs.libvirt_errors import first_line
 from libvirt_drs.secrets import redact
 
 SCRIPT_LOCATION = str(Path(migrations.__file__).resolve().parent)
@@ -103,7 +103,7 @@ class _db_errors:
 
     def __exit__(self, exc_type, exc, tb) -> Literal[False]:  # type: ignore[no-untyped-def]
         if exc is not None and isinstance(exc, OperationalError | SQLAlchemyError):
-            detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+            detail = first_line(getattr(exc, "orig", exc))
             url = self.engine.url.render_as_string(hide_password=True)
             raise UserError(f"database {url}: {redact(detail)}") from None
         return False

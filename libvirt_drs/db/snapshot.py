@@ -46,6 +46,17 @@ def stale_after_s(cfg: Config) -> float:
     return 2 * cfg.collector.interval_s + cfg.collector.timeout_s
 
 
+def host_stale(flagged: bool, last_seen_s: float | None, now_s: float | None,
+               stale_after_s: float) -> bool:
+    """The one staleness rule of the database edge: the collector flagged the host, or it
+    was not polled successfully within `stale_after_s` of `now_s` (None skips that check)."""
+    if flagged:
+        return True
+    if now_s is None:
+        return False
+    return last_seen_s is None or now_s - last_seen_s > stale_after_s
+
+
 def configured_hosts(session: Session, cfg: Config, now_s: float | None = None
                      ) -> tuple[HostState, ...]:
     """The configured hosts as the planner sees them; `now_s` None skips the age check."""
@@ -61,9 +72,9 @@ def configured_hosts(session: Session, cfg: Config, now_s: float | None = None
             cpu_cores=float(cpu_cores),
             mem_mib=float(mem_mib),
             state=states.get(hc.name, "active"),
-            stale=(row is None or row.stale or not cpu_cores or not mem_mib
-                   or (now_s is not None and (row.last_seen_s is None
-                                              or now_s - row.last_seen_s > stale_after_s(cfg)))),
+            # no row or no capacity: the planner cannot place anything there
+            stale=(row is None or not cpu_cores or not mem_mib
+                   or host_stale(bool(row.stale), row.last_seen_s, now_s, stale_after_s(cfg))),
             group=hc.group,
             storage_group=hc.storage_group,
             cpu_model=(row.cpu_model or "") if row else "",

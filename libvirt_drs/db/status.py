@@ -28,7 +28,7 @@ from libvirt_drs.balancer.model import host_eligible
 from libvirt_drs.balancer.scoring import load_imbalance
 from libvirt_drs.balancer.scoring import target_imbalance as core_target
 from libvirt_drs.db.models import Host, HostSample, HostStateRow, Vm, VmSample
-from libvirt_drs.db.snapshot import cpu_features
+from libvirt_drs.db.snapshot import cpu_features, host_stale
 
 __all__ = ["HostView", "VmView", "cluster_imbalance", "cpu_features", "load_hosts", "load_vms",
            "target_imbalance"]
@@ -93,12 +93,12 @@ def load_hosts(engine: Engine, now_s: float, window_s: float,
     out = []
     for h in hosts:
         cpu, mem, cores, mib = loads.get(h.id, (None, None, None, None))
-        recent = h.last_seen_s is not None and now_s - h.last_seen_s <= stale_after_s
         out.append(HostView(
             name=h.name, uri=h.uri, cpu_cores=h.cpu_cores, mem_mib=h.mem_mib,
             cpu_model=h.cpu_model, cpu_features=cpu_features(h.cpu_xml), group=h.host_group,
             storage_group=h.storage_group, state=states.get(h.name, "active"),
-            stale=bool(h.stale) or not recent, last_error=h.last_error,
+            stale=host_stale(bool(h.stale), h.last_seen_s, now_s, stale_after_s),
+            last_error=h.last_error,
             last_seen_s=h.last_seen_s, cpu_load=_f(cpu), mem_load=_f(mem),
             cpu_cores_used=_f(cores), mem_used_mib=_f(mib), vms=int(counts.get(h.id, 0))))
     return out

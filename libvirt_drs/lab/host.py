@@ -15,7 +15,7 @@ from libvirt_drs.errors import UserError
 from libvirt_drs.lab import procs
 from libvirt_drs.lab.spec import LIBVIRT_TCP_PORT, host_uri
 from libvirt_drs.lab.state import BIND_TARGETS, LabHost
-from libvirt_drs.migrator.libvirt_common import quiet_libvirt
+from libvirt_drs.libvirt_errors import quiet_libvirt
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from libvirt_drs.errors import UserError
 from libvirt_drs.lab import config_out, guest, heartbeat, host, image, prereqs, procs, state
 from libvirt_drs.lab.spec import LabSpec
 from libvirt_drs.lab.state import LabHost, LabState, LabVm
-from libvirt_drs.migrator.libvirt_common import quiet_libvirt
+from libvirt_drs.libvirt_errors import quiet_libvirt
 
 log = logging.getLogger(__name__)
 SILENT_S = 15.0  # a running guest whose serial log is older than this is considered dead

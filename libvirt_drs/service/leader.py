@@ -31,7 +31,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from libvirt_drs.db.models import Lease
-from libvirt_drs.migrator.libvirt_common import first_line
+from libvirt_drs.libvirt_errors import first_line
 from libvirt_drs.migrator.runner import process_owner  # the same owner format as migration job rows
 
 log = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from libvirt_drs.migrator import libvirt_common
-from libvirt_drs.migrator.libvirt_common import first_line, libvirt_message
+from libvirt_drs import libvirt_errors
+from libvirt_drs.libvirt_errors import first_line, libvirt_message
 
 
 class FakeLibvirtError(Exception):
@@ -45,7 +45,7 @@ def test_quiet_libvirt_registers_the_handler_once(monkeypatch: pytest.MonkeyPatc
     libvirt = pytest.importorskip("libvirt")
     calls: list[object] = []
     monkeypatch.setattr(libvirt, "registerErrorHandler", lambda f, ctx: calls.append(f))
-    monkeypatch.setattr(libvirt_common, "_quiet", False)
-    libvirt_common.quiet_libvirt()
-    libvirt_common.quiet_libvirt()
+    monkeypatch.setattr(libvirt_errors, "_quiet", False)
+    libvirt_errors.quiet_libvirt()
+    libvirt_errors.quiet_libvirt()
     assert len(calls) == 1

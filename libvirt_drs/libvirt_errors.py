@@ -1,5 +1,5 @@
-"""What every libvirt client here shares (collectors, migrator, lab): one-line error text
-and silencing libvirt-python's own stderr printing.
+"""What every libvirt client here shares (collectors, migrator, lab, service): one-line
+error text and silencing libvirt-python's own stderr printing.
 
 libvirt is imported only when silencing, so the pure parts may use `first_line`.
 """
