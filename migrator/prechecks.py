@@ -1,8 +1,9 @@
 """Pre-conditions re-checked against live state just before a migration starts.
 
 Each check is a small function returning a typed CheckResult (Watcher's
-`pre_condition`); the first failure makes the job `skipped` with its reason, and
-nothing is attempted. `--check-only` prints every result.
+`pre_condition`); any failure makes the job `skipped` with the first reason, and
+nothing is attempted. Every check whose inputs are known runs, so `--check-only` and the
+console's migrate dialog show every verdict, not only the first failure.
 """
 
 from __future__ import annotations
@@ -101,13 +102,13 @@ def check_vm_on_source(ctx: _Context) -> CheckResult:
 
 def check_destination(ctx: _Context) -> CheckResult:
     name, req = "destination", ctx.req
-    if req.destination_in_maintenance:
-        return _fail(name, SkipReason.DEST_MAINTENANCE, f"{req.destination} is in maintenance")
     try:
         ctx.facts = ctx.hv.host_facts(req.destination)
         there = ctx.hv.domain(req.destination, req.vm_name)
     except HypervisorError as exc:
         return _fail(name, SkipReason.DEST_UNREACHABLE, f"destination {req.destination}: {exc}")
+    if req.destination_in_maintenance:
+        return _fail(name, SkipReason.DEST_MAINTENANCE, f"{req.destination} is in maintenance")
     if there is not None:
         return _fail(name, SkipReason.DEST_ALREADY_HAS_VM,
                      f"{req.destination} already has a domain named {req.vm_name} ({there.state})")
@@ -180,23 +181,28 @@ def check_networks(ctx: _Context) -> CheckResult:
     return _ok("networks", f"{len(ctx.dom.nics)} interface(s) have their network")
 
 
-CHECKS: tuple[tuple[str, Callable[[_Context], CheckResult]], ...] = (
-    ("vm_on_source", check_vm_on_source),
-    ("destination", check_destination),
-    ("memory", check_memory),
-    ("cpu", check_cpu),
-    ("disks", check_disks),
-    ("networks", check_networks),
+# name, check, what it needs: "dom" (the VM's definition, from its source) and "facts"
+# (the destination answered)
+CHECKS: tuple[tuple[str, Callable[[_Context], CheckResult], tuple[str, ...]], ...] = (
+    ("vm_on_source", check_vm_on_source, ()),
+    ("destination", check_destination, ()),
+    ("memory", check_memory, ("dom", "facts")),
+    ("cpu", check_cpu, ("dom", "facts")),
+    ("disks", check_disks, ("dom", "facts")),
+    ("networks", check_networks, ("dom", "facts")),
 )
+_NEEDS = {"dom": "the VM's definition on its source", "facts": "an answer from the destination"}
 
 
 def run_checks(hv: Hypervisor, req: CheckInput) -> tuple[list[CheckResult], DomainInfo | None]:
-    """Every check in order; after the first failure the rest are reported NOT_RUN."""
+    """Every check in order; one whose inputs an earlier failure left unknown is NOT_RUN."""
     ctx = _Context(hv, req)
     results: list[CheckResult] = []
-    for name, check in CHECKS:
-        if any(r.failed for r in results):
-            results.append(CheckResult(name, CheckStatus.NOT_RUN, "earlier check failed"))
+    for name, check, needs in CHECKS:
+        unknown = [_NEEDS[n] for n in needs if getattr(ctx, n) is None]
+        if unknown:
+            results.append(CheckResult(name, CheckStatus.NOT_RUN,
+                                       f"not checked: needs {' and '.join(unknown)}"))
             continue
         results.append(check(ctx))
     return results, ctx.dom

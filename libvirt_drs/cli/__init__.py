@@ -46,14 +46,17 @@ def _register() -> None:
         collect_cmd,
         config_cmd,
         db_cmd,
+        hosts_cmd,
         lab_cmd,
         migrate_cmd,
+        plans_cmd,
         recommend_cmd,
         serve_cmd,
     )
 
     commands = (config_cmd.config, db_cmd.db, lab_cmd.lab, collect_cmd.collect,
-                collect_cmd.status, *migrate_cmd.COMMANDS, *serve_cmd.COMMANDS,
+                collect_cmd.status, *migrate_cmd.COMMANDS, *hosts_cmd.COMMANDS,
+                *plans_cmd.COMMANDS, *serve_cmd.COMMANDS,
                 balance_cmd.simulate_cmd, balance_cmd.bench, recommend_cmd.recommend)
     for command in commands:
         cli.add_command(command)

@@ -12,12 +12,10 @@ import click
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from libvirt_drs.cli.common import AppContext, console, json_option, pass_app, print_json
-from libvirt_drs.collect import CollectJob, summary_line
+from libvirt_drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
+from libvirt_drs.collect import CollectJob, CycleOutcome, summary_line
 from libvirt_drs.db import schema
 from libvirt_drs.db.engine import make_engine
-from libvirt_drs.db.snapshot import stale_after_s
-from libvirt_drs.db.status import HostView, cluster_imbalance, load_hosts, load_vms, target_imbalance
 from libvirt_drs.errors import UserError
 from libvirt_drs.libvirt_errors import first_line
 from libvirt_drs.secrets import redact
@@ -52,7 +50,14 @@ def collect(app: AppContext, once: bool, prime_s: float) -> None:
         if once:
             job.run_cycle(write=False)
             stop.wait(prime_s)
-            _one_cycle(job, raise_errors=True)
+            outcome = _one_cycle(job, raise_errors=True)
+            failed = [h for h in outcome.result.hosts if not h.ok] if outcome else []
+            if failed:
+                err_console.print(f"drs: {len(failed)} of {len(outcome.result.hosts)} hosts "
+                                  "not sampled: " + "; ".join(f"{h.name}: {h.error}"
+                                                              for h in failed),
+                                  highlight=False, markup=False, soft_wrap=True)
+                raise click.exceptions.Exit(1)
         else:
             _loop(job, stop)
     except KeyboardInterrupt:
@@ -84,7 +89,7 @@ def _loop(job: CollectJob, stop: threading.Event) -> None:
         stop.wait(max(0.0, next_at - time.monotonic()))
 
 
-def _one_cycle(job: CollectJob, raise_errors: bool) -> None:
+def _one_cycle(job: CollectJob, raise_errors: bool) -> CycleOutcome | None:
     try:
         outcome = job.run_cycle()
     except SQLAlchemyError as exc:
@@ -92,8 +97,9 @@ def _one_cycle(job: CollectJob, raise_errors: bool) -> None:
         if raise_errors:
             raise UserError(f"writing samples failed: {detail}") from None
         log.error("writing samples failed (cycle dropped): %s", detail)
-        return
+        return None
     log.info("%s", summary_line(outcome))
+    return outcome
 
 
 def _retention(job: CollectJob) -> None:
@@ -109,46 +115,8 @@ def _retention(job: CollectJob) -> None:
                  stats.vms_deleted)
 
 
-def _round(value: float | None, digits: int = 4) -> float | None:
-    return None if value is None else round(value, digits)
-
-
-def status_data(app: AppContext, window_s: float | None, now_s: float | None = None) -> dict:
-    cfg = app.config
-    engine = _engine(app)
-    now = time.time() if now_s is None else now_s
-    c = cfg.collector
-    window = window_s if window_s is not None else max(3 * c.interval_s, 60.0)
-    configured = {h.name for h in cfg.hosts}
-    hosts = [h for h in load_hosts(engine, now, window, stale_after_s(cfg))
-             if h.name in configured or not configured]
-    vms = load_vms(engine, now, window)
-    engine.dispose()
-    eligible = [h for h in hosts if h.eligible]
-    imbalance = cluster_imbalance(hosts, cfg.balancer.policy.cpu_weight, cfg.balancer.policy.mem_weight)
-    return {
-        "hosts": [{"name": h.name, "cpu_load": _round(h.cpu_load), "mem_load": _round(h.mem_load),
-                   "vms": h.vms, "stale": h.stale, "state": h.state, "error": _why_stale(h, now),
-                   "cpu_cores": h.cpu_cores, "mem_mib": h.mem_mib} for h in hosts],
-        "vms": [{"name": v.name, "host": v.host, "cpu_cores": _round(v.cpu_cores),
-                 "mem_mib": _round(v.mem_used_mib, 1), "uuid": v.uuid, "vcpus": v.vcpus,
-                 "mem_max_mib": v.mem_mib} for v in vms],
-        "imbalance": _round(imbalance),
-        "target": _round(target_imbalance(cfg.balancer.policy.aggressiveness, len(eligible)))
-        if eligible else None,
-    }
-
-
-def _why_stale(h: HostView, now_s: float) -> str | None:
-    if h.last_error or not h.stale:
-        return h.last_error
-    if h.last_seen_s is None:
-        return "never polled"
-    return f"no successful poll for {now_s - h.last_seen_s:.0f} s (is the collector running?)"
-
-
 def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{value * 100:.1f}%"
+    return "no data" if value is None else f"{value * 100:.1f}%"
 
 
 @click.command("status")
@@ -156,24 +124,36 @@ def _pct(value: float | None) -> str:
 @click.option("--window", "window_s", type=click.FloatRange(min=1.0), default=None,
               help="Average over this many seconds before each host's last poll "
                    "(default: 3 collect intervals, >= 60).")
+@click.option("--vms", "show_vms", is_flag=True, help="Also list every VM with its host and demand.")
 @pass_app
-def status(app: AppContext, as_json: bool, window_s: float | None) -> None:
+def status(app: AppContext, as_json: bool, window_s: float | None, show_vms: bool) -> None:
     """Per-host CPU and memory load, VM count, staleness and the cluster imbalance."""
-    data = status_data(app, window_s)
+    from libvirt_drs.operations import reads, views  # noqa: PLC0415
+
+    data = reads.cluster_status(app.cluster(), app.caller(), window_s)
     if as_json:
-        print_json(data)
+        print_json(views.status(data))
         return
     table = Table(title="hosts")
     for col in ("host", "cpu load", "mem load", "VMs", "state", "stale"):
-        table.add_column(col, justify="right" if col in ("cpu load", "mem load", "VMs") else "left")
-    for h in data["hosts"]:
-        stale = f"yes: {h['error']}" if h["stale"] and h["error"] else "yes" if h["stale"] else "no"
-        table.add_row(h["name"], _pct(h["cpu_load"]), _pct(h["mem_load"]), str(h["vms"]),
-                      h["state"], stale)
+        table.add_column(col, justify="right" if col in ("cpu load", "mem load", "VMs") else "left",
+                         overflow="fold")
+    for h in data.hosts:
+        v = h.view
+        stale = f"yes: {h.why_stale}" if v.stale and h.why_stale else "yes" if v.stale else "no"
+        table.add_row(v.name, _pct(v.cpu_load), _pct(v.mem_load), str(v.vms), v.state, stale)
     console.print(table)
-    imb, target = data["imbalance"], data["target"]
-    verdict = ("no eligible host with samples" if imb is None else
-               "level 1: balancing off" if target is None else
-               "above target" if imb > target else "within target")
+    if show_vms:
+        vms = Table(title="VMs")
+        for col in ("vm", "host", "cpu cores", "mem MiB", "vCPUs", "mem max MiB"):
+            vms.add_column(col, justify="left" if col in ("vm", "host") else "right")
+        for vm in data.vms:
+            vms.add_row(vm.name, vm.host or "-",
+                        "no data" if vm.cpu_cores is None else f"{vm.cpu_cores:.2f}",
+                        "no data" if vm.mem_used_mib is None else f"{vm.mem_used_mib:.0f}",
+                        str(vm.vcpus), str(vm.mem_mib))
+        console.print(vms)
+    imb, target = data.imbalance, data.target
     console.print(f"imbalance {'-' if imb is None else f'{imb:.3f}'} (target "
-                  f"{'-' if target is None else f'{target:.3f}'}): {verdict}", highlight=False)
+                  f"{'-' if target is None else f'{target:.3f}'}): {data.verdict}",
+                  highlight=False, markup=False)

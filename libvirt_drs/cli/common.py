@@ -13,6 +13,7 @@ from rich.console import Console
 
 from libvirt_drs import config as config_mod
 from libvirt_drs.config import Config
+from libvirt_drs.errors import UserError
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -34,6 +35,18 @@ class AppContext:
         if self._config is None:
             self._config = config_mod.load(self.config_path)
         return self._config
+
+    def cluster(self) -> Any:
+        """The operations' view of the cluster for this command (operations.context.Cluster),
+        acting as the local user (operations.caller.cli_caller)."""
+        from libvirt_drs.operations.context import Cluster  # noqa: PLC0415 - fast --help
+
+        return Cluster.open(self.config, actor=self.caller().name)
+
+    def caller(self) -> Any:
+        from libvirt_drs.operations.caller import cli_caller  # noqa: PLC0415
+
+        return cli_caller()
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -57,6 +70,22 @@ def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:
                         help="Config file (default ./drs.toml; env DRS_CONFIG).")(wrapper)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+yes_option = click.option("--yes", "-y", is_flag=True,
+                          help="Do not ask for confirmation (for scripts).")
+
+
+def confirm(question: str, yes: bool) -> None:
+    """Ask before changing the cluster; `--yes` skips it. No answer (stdin closed, as in a
+    script without --yes) refuses, changing nothing."""
+    if yes:
+        return
+    try:
+        answer = click.confirm(question, default=False, err=True)
+    except click.Abort:
+        raise UserError("not confirmed (no answer on stdin): nothing changed; pass --yes "
+                        "to run without asking") from None
+    if not answer:
+        raise UserError("cancelled: nothing changed")
 
 
 def print_json(data: Any) -> None:

@@ -14,7 +14,8 @@ from contextlib import contextmanager
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from libvirt_drs.db.models import AuditEvent, HostStateRow, MigrationJob
+from libvirt_drs.db import audit
+from libvirt_drs.db.models import HostStateRow, MigrationJob
 from libvirt_drs.migrator.admission import Decision, Limits, choose
 from libvirt_drs.migrator.model import CompletedStats, Job, JobState, MoveRequest, Progress
 
@@ -94,6 +95,11 @@ class SqlJobStore:
         with self._session() as session:
             return to_job(session.get_one(MigrationJob, job_id))
 
+    def find(self, job_id: int) -> Job | None:
+        with self._session() as session:
+            row = session.get(MigrationJob, job_id)
+            return None if row is None else to_job(row)
+
     def jobs(self, states: Collection[JobState] | None = None,
              limit: int | None = None) -> list[Job]:
         query = select(MigrationJob).order_by(MigrationJob.id.desc())
@@ -155,5 +161,4 @@ class SqlJobStore:
 
     def audit(self, actor: str, action: str, subject: str, detail: str = "") -> None:
         with self._session() as session:
-            session.add(AuditEvent(ts_s=self.clock(), actor=actor, action=action,
-                                   subject=subject, detail=detail))
+            audit.add(session, self.clock(), actor, action, subject, detail)

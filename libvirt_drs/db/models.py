@@ -152,6 +152,9 @@ class PlanRow(Base):
     imbalance_after: Mapped[float] = mapped_column(Float)
     target: Mapped[float] = mapped_column(Float)
     plan_ms: Mapped[float] = mapped_column(Float)
+    applied_s: Mapped[float | None] = mapped_column(Float)  # `drs plans apply`, the API
+    applied_by: Mapped[str | None] = mapped_column(String(255))
+    notes: Mapped[str] = mapped_column(Text, default="", server_default="")  # one per line
 
 
 class PlannedMoveRow(Base):
@@ -206,7 +209,7 @@ class AuditEvent(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     ts_s: Mapped[float] = mapped_column(Float, index=True)
-    actor: Mapped[str] = mapped_column(String(255))
+    actor: Mapped[str] = mapped_column(String(255), index=True)
     action: Mapped[str] = mapped_column(String(64))
     subject: Mapped[str] = mapped_column(String(255))
     detail: Mapped[str] = mapped_column(Text, default="")

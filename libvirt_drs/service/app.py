@@ -31,7 +31,8 @@ from libvirt_drs.db.snapshot import load_snapshot
 from libvirt_drs.errors import UserError
 from libvirt_drs.migrator.hypervisor import Hypervisor
 from libvirt_drs.migrator.runner import process_owner
-from libvirt_drs.migrator_builder import build, needs_copy_storage
+from libvirt_drs.migrator_builder import build
+from libvirt_drs.operations.planning import move_requests
 from libvirt_drs.policy import policy_from_config
 from libvirt_drs.service.balance import ACTOR, BalanceJob, Round, cluster_loads, publish_loads
 from libvirt_drs.service.job_control import ServiceMigrations
@@ -134,7 +135,8 @@ class Service:
             engine, lambda: load_snapshot(engine, cfg), self.policy, cfg.balancer.mode,
             self.metrics, self.migrations, self.runner, is_leader=lambda: self.leader.is_leader,
             settle_timeout_s=3 * cfg.collector.interval_s + cfg.collector.timeout_s,
-            on_round=on_round, copy_storage=lambda s, d: needs_copy_storage(cfg, s, d))
+            on_round=on_round,
+            move_requests=lambda plan, plan_id: move_requests(cfg, plan.moves, plan_id))
         self._reconcile_pending = True
         self._last_loads_s = 0.0
         self.scheduler = ServiceScheduler(self._jobs(), self.metrics,

@@ -106,7 +106,7 @@ class BalanceJob:
                  is_leader: Callable[[], bool] = lambda: True,
                  settle_timeout_s: float = 60.0, clock: Callable[[], float] = time.time,
                  on_round: Callable[[Round], None] | None = None,
-                 copy_storage: Callable[[str, str], bool] = lambda _s, _d: False,
+                 *, move_requests: Callable[[Plan, int], list[MoveRequest]],
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.engine = engine
@@ -122,7 +122,9 @@ class BalanceJob:
         self.monotonic = monotonic
         self.sleep = sleep
         self.on_round = on_round
-        self.copy_storage = copy_storage
+        # planned moves -> migration requests (operations.planning.move_requests: copy
+        # storage where the hosts do not share it)
+        self.move_requests = move_requests
         self.rounds: deque[Round] = deque(maxlen=ROUNDS_KEPT)
 
     def __call__(self) -> Round | None:
@@ -164,9 +166,7 @@ class BalanceJob:
     def _execute(self, plan: Plan, plan_id: int) -> dict[str, JobState]:
         """Run the plan's moves; returns each moved VM's job state."""
         assert self.runner is not None
-        requests = [MoveRequest(vm_name=m.vm, source=m.source, destination=m.destination,
-                                copy_storage=self.copy_storage(m.source, m.destination),
-                                plan_id=plan_id) for m in plan.moves]
+        requests = self.move_requests(plan, plan_id)
         outcomes = run_moves(self.runner, self.migrations, requests, on_finish=self._finished)
         results = {vm: JobState(o.state) for vm, o in outcomes.items()}
         if JobState.SUCCEEDED in results.values():

@@ -71,8 +71,8 @@ def test_maintenance_enter_says_what_could_not_move_and_why(
     for name, (host, mib) in PLACEMENT.items():
         hv.add_vm(host, name, mem_mib=mib)
     monkeypatch.setattr("libvirt_drs.migrator_builder.LibvirtHypervisor", lambda *_a, **_k: hv)
-    monkeypatch.setattr("libvirt_drs.evacuation.refresh_inventory", lambda _m: None)  # no libvirt
-    result = CliRunner().invoke(cli, ["--config", str(cfg), "maintenance", "enter", "h1"])
+    monkeypatch.setattr("libvirt_drs.operations.context.Cluster.refresh", lambda _self: None)
+    result = CliRunner().invoke(cli, ["--config", str(cfg), "maintenance", "enter", "h1", "--yes"])
     assert result.exit_code == 1, result.output
     assert f"not moved: big on h1: {EXPECTED} [maintenance]" in result.output
     assert "h1 is in maintenance but still runs 1 VM(s)" in result.output

@@ -1,4 +1,5 @@
-"""`drs migrate` and `drs jobs` against the in-memory fake hypervisor and a SQLite file."""
+"""`drs migrate`, `drs jobs` and `drs maintenance exit` against the in-memory fake
+hypervisor and a SQLite file: confirmation, --json, every pre-check, one-line errors."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from libvirt_drs.db import schema
 from libvirt_drs.db.engine import make_engine
 from tests.migrator.fakes import FakeHypervisor
 
-JOB_KEYS = {"id", "vm", "source", "destination", "state", "started_at", "finished_at",
-            "downtime_ms", "bytes", "error"}
+JOB_KEYS = {"id", "vm", "source", "destination", "state", "plan_id", "copy_storage",
+            "queued_at", "started_at", "finished_at", "total_ms", "downtime_ms", "bytes",
+            "bytes_remaining", "bytes_total", "percent", "mib_per_s", "error"}
 
 
 @pytest.fixture
@@ -31,14 +33,14 @@ def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[str, FakeHyp
     return str(path), hv
 
 
-def run(path: str, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(cli, ["--config", path, *args])
+def run(path: str, *args: str, stdin: str | None = None) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["--config", path, *args], input=stdin)
     return result.exit_code, result.output
 
 
 def test_migrate_then_jobs_json(setup: tuple[str, FakeHypervisor]) -> None:
     path, hv = setup
-    code, out = run(path, "migrate", "web", "--to", "h2")
+    code, out = run(path, "migrate", "web", "--to", "h2", "--yes")
     assert code == 0, out
     assert "succeeded" in out and "downtime 42 ms" in out
     assert hv.where("web") == ["h2"]
@@ -48,6 +50,42 @@ def test_migrate_then_jobs_json(setup: tuple[str, FakeHypervisor]) -> None:
     assert (job["vm"], job["source"], job["destination"], job["state"]) == (
         "web", "h1", "h2", "succeeded")
     assert job["downtime_ms"] == 42.0 and job["started_at"].endswith("Z")
+    assert job["total_ms"] is not None and job["percent"] == 100.0
+
+
+def test_migrate_asks_first_and_a_no_moves_nothing(setup: tuple[str, FakeHypervisor]) -> None:
+    path, hv = setup
+    code, out = run(path, "migrate", "web", "--to", "h2", stdin="n\n")
+    assert code == 2 and "live-migrate web from h1 to h2?" in out
+    assert "cancelled: nothing changed" in out
+    code, out = run(path, "migrate", "web", "--to", "h2", stdin="")  # a script without --yes
+    assert code == 2 and "pass --yes" in out
+    assert hv.migrations == [] and hv.where("web") == ["h1"]
+    code, out = run(path, "migrate", "web", "--to", "h2", stdin="y\n")
+    assert code == 0 and hv.where("web") == ["h2"], out
+
+
+def test_migrate_json_is_the_finished_job(setup: tuple[str, FakeHypervisor]) -> None:
+    path, _ = setup
+    result = CliRunner().invoke(
+        cli, ["--config", path, "migrate", "web", "--to", "h2", "--yes", "--json"])
+    assert result.exit_code == 0, result.output
+    job = json.loads(result.stdout)
+    assert set(job) == JOB_KEYS and job["state"] == "succeeded"
+
+
+def test_check_only_json_lists_every_verdict(setup: tuple[str, FakeHypervisor]) -> None:
+    path, hv = setup
+    hv.hosts["h2"].free_mem_mib = 10
+    code, out = run(path, "migrate", "web", "--to", "h2", "--check-only", "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["ok"] is False
+    assert [c["name"] for c in data["checks"]] == ["vm_on_source", "destination", "memory",
+                                                   "cpu", "disks", "networks"]
+    assert [c["status"] for c in data["checks"]] == ["pass", "pass", "fail", "pass", "pass",
+                                                     "pass"]
+    assert hv.migrations == []
 
 
 def test_check_only_prints_every_check_and_moves_nothing(
@@ -71,5 +109,8 @@ def test_usage_errors_exit_2(setup: tuple[str, FakeHypervisor]) -> None:
 
 def test_maintenance_exit_marks_host_active(setup: tuple[str, FakeHypervisor]) -> None:
     path, _ = setup
-    code, out = run(path, "maintenance", "exit", "h1")
+    code, out = run(path, "maintenance", "exit", "h1", "--yes")
     assert code == 0 and "h1 is active" in out
+    code, out = run(path, "audit", "--json")
+    [event] = [e for e in json.loads(out) if e["action"] == "host.active"]
+    assert event["subject"] == "h1" and event["actor"].startswith("cli:")

@@ -105,7 +105,8 @@ def test_migrate_command_moves_a_burning_guest(lab: Lab, config_text: str,
     with heartbeat.ArrivalWatch({"vm1": lab.serial_log("vm1")}) as tail:
         time.sleep(2.5)
         t0_s = time.monotonic()
-        result = CliRunner().invoke(cli, ["--config", path, "migrate", "vm1", "--to", dest])
+        result = CliRunner().invoke(cli, ["--config", path, "migrate", "vm1", "--to", dest,
+                                            "--yes"])
         time.sleep(3.0)
         gap_s = tail.max_gap_s("vm1", t0_s)
     assert result.exit_code == 0, result.output
@@ -203,7 +204,8 @@ def test_maintenance_enter_empties_a_host(lab: Lab, config_text: str, tmp_path: 
     _gather(m, lab, "h1")
     path = write_config(tmp_path, config_text, rules=MUST_RULE)
     try:
-        result = CliRunner().invoke(cli, ["--config", path, "maintenance", "enter", "h1"])
+        result = CliRunner().invoke(cli, ["--config", path, "maintenance", "enter", "h1",
+                                            "--yes"])
         assert result.exit_code == 1, result.output  # vm4 cannot leave
         assert "vm4" in result.output and "vm4-only-on-h1" in result.output
         assert m.store.in_maintenance("h1")
@@ -213,7 +215,8 @@ def test_maintenance_enter_empties_a_host(lab: Lab, config_text: str, tmp_path: 
         for vm in ("vm1", "vm2", "vm3", "vm4"):
             assert_running(lab, vm)
     finally:
-        result = CliRunner().invoke(cli, ["--config", path, "maintenance", "exit", "h1"])
+        result = CliRunner().invoke(cli, ["--config", path, "maintenance", "exit", "h1",
+                                            "--yes"])
     assert result.exit_code == 0 and not m.store.in_maintenance("h1")
 
 
@@ -277,7 +280,7 @@ def test_evacuate_group_empties_its_hosts(lab: Lab, config_text: str, tmp_path: 
     _gather(m, lab, "h1")
     path = write_config(tmp_path, _regroup(config_text, {"h1": "site-a"}, "site-b"))
     try:
-        result = _invoke(path, "evacuate", "--group", "site-a")
+        result = _invoke(path, "evacuate", "--group", "site-a", "--yes")
         assert result.exit_code == 0, result.output
         where = lab.where()
         assert "h1" not in where.values(), where
@@ -286,7 +289,7 @@ def test_evacuate_group_empties_its_hosts(lab: Lab, config_text: str, tmp_path: 
         for vm in where:
             assert_running(lab, vm)
     finally:
-        left = _invoke(path, "maintenance", "exit", "h1")
+        left = _invoke(path, "maintenance", "exit", "h1", "--yes")
     assert left.exit_code == 0, left.output
     _figure("evacuate", {"placement": where})
 
@@ -350,7 +353,7 @@ def test_killed_migrate_process_is_reconciled(lab: Lab, config_text: str,
     path = write_config(tmp_path, config_text, migrator_extra="bandwidth_mib_s = 16\n")
     m = migrator_for(config_text)
     proc = subprocess.Popen([sys.executable, "-m", "libvirt_drs", "--config", path, "migrate", "vm3",
-                             "--to", dest], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "--to", dest, "--yes"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

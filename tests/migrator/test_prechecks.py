@@ -40,11 +40,27 @@ def test_vm_elsewhere_or_not_running() -> None:
     assert reason(hv, req) is SkipReason.VM_NOT_RUNNING
 
 
-def test_failures_stop_later_checks() -> None:
+def test_every_check_with_known_inputs_runs_after_a_failure() -> None:
     hv, req = make(destination_in_maintenance=True)
+    hv.hosts["h2"].free_mem_mib = 100
     results, _ = run_checks(hv, req)
     assert results[1].reason is SkipReason.DEST_MAINTENANCE
-    assert all(r.status is CheckStatus.NOT_RUN for r in results[2:])
+    assert results[2].reason is SkipReason.NOT_ENOUGH_MEMORY  # reported too, not hidden
+    assert [r.status for r in results[3:]] == [CheckStatus.PASS] * 3
+    assert first_failure(results) is results[1]
+
+
+def test_checks_without_their_inputs_are_not_run() -> None:
+    hv, req = make(source="h2", destination="h1")  # the VM is not on h2: no definition
+    results, _ = run_checks(hv, req)
+    assert results[0].reason is SkipReason.VM_NOT_ON_SOURCE
+    assert results[1].reason is SkipReason.DEST_ALREADY_HAS_VM  # it runs on h1: said as well
+    assert all(r.status is CheckStatus.NOT_RUN and "definition" in r.detail for r in results[2:])
+    hv, req = make()
+    hv.hosts["h2"].reachable = False
+    results, _ = run_checks(hv, req)
+    assert results[1].reason is SkipReason.DEST_UNREACHABLE
+    assert all(r.status is CheckStatus.NOT_RUN and "destination" in r.detail for r in results[2:])
 
 
 @pytest.mark.parametrize("tweak, expected", [

@@ -3,7 +3,8 @@ from __future__ import annotations
 from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Policy, VmState
 from libvirt_drs.balancer.planner import plan
 from libvirt_drs.config import parse
-from libvirt_drs.evacuation import _with_rules, evacuation_snapshot
+from libvirt_drs.operations.hosts import _with_rules
+from libvirt_drs.operations.planning import evacuation_snapshot
 
 
 def snapshot() -> ClusterSnapshot:
