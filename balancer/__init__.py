@@ -1,27 +1,28 @@
-"""The pure balancing core: snapshot in, plan out. No libvirt, no SQLAlchemy."""
+"""The pure balancing core: snapshot in, plan out. No libvirt, no SQLAlchemy.
 
-from libvirt_drs.balancer.demand import DemandEstimator, estimate_demand, estimate_spread
-from libvirt_drs.balancer.model import (
-                            ClusterSnapshot,
-                            Exclusion,
-                            GroupRule,
-                            HostState,
-                            Move,
-                            Plan,
-                            Policy,
-                            Rules,
-                            Unmovable,
-                            VmHostRule,
-                            VmState,
-                            host_eligible,
-)
-from libvirt_drs.balancer.planner import plan
-from libvirt_drs.balancer.report import render_html, render_json, render_markdown, render_text
-from libvirt_drs.balancer.scoring import load_imbalance, target_imbalance
+The public names below load on first use (PEP 562), so importing the value types of
+`balancer.model` (as the configuration does) does not load numpy and the planner.
+"""
 
-__all__ = [
-    "ClusterSnapshot", "DemandEstimator", "Exclusion", "GroupRule", "HostState", "Move", "Plan",
-    "Policy", "Rules", "Unmovable", "VmHostRule", "VmState", "estimate_demand",
-    "estimate_spread", "host_eligible", "load_imbalance", "plan", "render_html", "render_json",
-    "render_markdown", "render_text", "target_imbalance",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "ClusterSnapshot": "model", "Exclusion": "model", "GroupRule": "model",
+    "HostState": "model", "Move": "model", "Plan": "model", "Policy": "model",
+    "Rules": "model", "Unmovable": "model", "VmHostRule": "model", "VmState": "model",
+    "host_eligible": "model", "DemandEstimator": "demand", "estimate_demand": "demand",
+    "estimate_spread": "demand", "plan": "planner", "render_html": "report",
+    "render_json": "report", "render_markdown": "report", "render_text": "report",
+    "load_imbalance": "scoring", "snapshot_loads": "scoring", "target_imbalance": "scoring",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), name)

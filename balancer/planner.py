@@ -164,11 +164,44 @@ def plan(snapshot: ClusterSnapshot, policy: Policy) -> Plan:
     moved: set[int] = set()
     mandatory, unmovable = mandatory_moves(state, moved) if n_eligible else ([], [])
     balancing = balancing_moves(state, moved, target) if n_eligible else []
+    after = imbalance(cluster, policy)
     if n_eligible and not balancing and before > target > 0.0:
         notes.append(_why_no_balancing(cluster, policy, before, target))
+    elif n_eligible and balancing and after > target > 0.0:
+        notes.append(_why_stopped(state, len(balancing), after, target))
     return Plan(moves=(*mandatory, *balancing), imbalance_before=before,
-                imbalance_after=imbalance(cluster, policy), target=target,
+                imbalance_after=after, target=target,
                 notes=tuple(notes), unmovable=(*resolved.unmovable, *unmovable))
+
+
+def _limited_hosts(state: PlanState) -> str:
+    """Hosts whose per-pass move limit is used up, as 'h1 (2 out)'; '' if none."""
+    c = state.cluster
+    full = []
+    for h in range(c.n_hosts):
+        parts = []
+        if state.out_count[h] and state.out_count[h] >= c.host_max_out[h]:
+            parts.append(f"{int(state.out_count[h])} out")
+        if state.in_count[h] and state.in_count[h] >= c.host_max_in[h]:
+            parts.append(f"{int(state.in_count[h])} in")
+        if parts:
+            full.append(f"{c.host_names[h]} ({', '.join(parts)})")
+    return ", ".join(full)
+
+
+def _why_stopped(state: PlanState, n_balancing: int, after: float, target: float) -> str:
+    """Why a plan with balancing moves still ends above target: which limit stopped it."""
+    p = state.policy
+    text = f"the plan ends at imbalance {after:.4f}, above the target {target:.4f}: "
+    if n_balancing >= p.max_moves_per_pass:
+        return text + (f"stopped at balancer.max_moves_per_pass = {p.max_moves_per_pass} "
+                       "moves; the next round goes on")
+    limited = _limited_hosts(state)
+    if limited:
+        return text + (f"the per-host move limit (balancer.max_moves_per_host = "
+                       f"{p.max_moves_per_host}, or the host's max_outgoing / max_incoming) "
+                       f"is used up on {limited}; the next round goes on")
+    return text + "no further move gains enough for its cost within the rules and capacity"
 
 
 def _why_no_balancing(cluster: Cluster, policy: Policy, before: float, target: float) -> str:

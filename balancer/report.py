@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from html import escape
 from typing import Any
@@ -23,6 +24,7 @@ class HostLoad:
     cpu_after: float
     mem_before: float
     mem_after: float
+    has_data: bool = True  # False: a stale host, whose load is unknown (never shown as 0 %)
 
 
 def host_loads(snapshot: ClusterSnapshot, plan: Plan) -> list[HostLoad]:
@@ -46,7 +48,8 @@ def host_loads(snapshot: ClusterSnapshot, plan: Plan) -> list[HostLoad]:
         b = used.get(("before", h.name), [0.0, 0.0])
         a = used.get(("after", h.name), [0.0, 0.0])
         cpu, mem = max(h.cpu_cores, 1e-9), max(h.mem_mib, 1e-9)
-        rows.append(HostLoad(h.name, b[0] / cpu, a[0] / cpu, b[1] / mem, a[1] / mem))
+        rows.append(HostLoad(h.name, b[0] / cpu, a[0] / cpu, b[1] / mem, a[1] / mem,
+                             has_data=not h.stale))
     return rows
 
 
@@ -62,7 +65,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
         "moves": [{"vm": m.vm, "source": m.source, "destination": m.destination,
                    "kind": m.kind, "reason": m.reason,
                    "imbalance_before": _num(m.imbalance_before),
-                   "imbalance_after": _num(m.imbalance_after), "cost": _num(m.cost_s)}
+                   "imbalance_after": _num(m.imbalance_after), "cost_s": _num(m.cost_s)}
                   for m in plan.moves],
         "notes": list(plan.notes),
         "unmovable": [{"vm": u.vm, "rule": u.rule, "reason": u.reason,
@@ -73,7 +76,7 @@ def plan_dict(plan: Plan) -> dict[str, Any]:
 
 
 def render_json(plan: Plan) -> str:
-    """JSON object; "cost" is the estimated migration time in seconds, "target" null at
+    """JSON object; "cost_s" is the estimated migration time in seconds, "target" null at
     aggressiveness 1 (never balance)."""
     return json.dumps(plan_dict(plan), indent=2) + "\n"
 
@@ -103,8 +106,18 @@ def render_text(plan: Plan) -> str:
     return "\n".join(lines) + "\n"
 
 
+# inline markup inside a table cell: emphasis, code, links, HTML, strike-through, cells
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    """Text as literal Markdown: every character Markdown could read as markup is escaped
+    and line breaks become spaces (a name cannot break the table or inject a link)."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(text.splitlines()))
+
+
+def _pct(value: float, has_data: bool) -> str:
+    return f"{value:.0%}" if has_data else "no data"
 
 
 def render_markdown(plan: Plan, snapshot: ClusterSnapshot | None = None) -> str:
@@ -119,8 +132,9 @@ def render_markdown(plan: Plan, snapshot: ClusterSnapshot | None = None) -> str:
     if snapshot is not None and snapshot.hosts:
         out += ["## Host load", "", "| Host | CPU before | CPU after | Mem before | Mem after |",
                 "| --- | --- | --- | --- | --- |"]
-        out += [f"| {_md(r.host)} | {r.cpu_before:.0%} | {r.cpu_after:.0%} | "
-                f"{r.mem_before:.0%} | {r.mem_after:.0%} |" for r in host_loads(snapshot, plan)]
+        out += [f"| {_md(r.host)} | {_pct(r.cpu_before, r.has_data)} | "
+                f"{_pct(r.cpu_after, r.has_data)} | {_pct(r.mem_before, r.has_data)} | "
+                f"{_pct(r.mem_after, r.has_data)} |" for r in host_loads(snapshot, plan)]
         out.append("")
     out += [f"- note: {_md(n)}" for n in plan.notes]
     out += [f"- unmovable: {_md(u.vm)} ({_md(u.rule)}): {_md(u.reason)}" for u in plan.unmovable]

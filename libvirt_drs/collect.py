@@ -4,16 +4,21 @@ service's collect job): build the sources, run a cycle, write it, say what happe
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from libvirt_drs.collectors.cycle import CapacityOverride, Collector, CycleResult
 from libvirt_drs.collectors.libvirt_source import LibvirtSource
 from libvirt_drs.config import Config
 from libvirt_drs.db.retention import RetentionStats, apply_retention
 from libvirt_drs.db.samples import SampleStore, WriteStats
+from libvirt_drs.errors import UserError
+from libvirt_drs.libvirt_errors import first_line
+from libvirt_drs.secrets import redact
 
 log = logging.getLogger("libvirt_drs.collect")
 DAY_S = 86400.0
@@ -73,3 +78,55 @@ def summary_line(outcome: CycleOutcome) -> str:
     if stale:
         line += "; stale: " + ", ".join(f"{h.name} ({h.error})" for h in stale)
     return line
+
+
+def run_forever(job: CollectJob, stop: threading.Event) -> None:
+    """`drs collect`: a cycle every collector.interval_s (phase kept, overruns skipped) and
+    retention every service.retention_interval_s, until `stop` is set."""
+    interval = job.cfg.collector.interval_s
+    retention_every = job.cfg.service.retention_interval_s
+    start = time.monotonic()
+    next_retention = start + min(retention_every, 60.0)
+    tick = 0
+    while not stop.is_set():
+        one_cycle(job, raise_errors=False)
+        if time.monotonic() >= next_retention:
+            _retention(job)
+            next_retention = time.monotonic() + retention_every
+        tick += 1
+        next_at = start + tick * interval
+        now = time.monotonic()
+        if next_at < now:  # the cycle overran: skip the missed ticks, keep the phase
+            skipped = int((now - next_at) // interval) + 1
+            log.warning("cycle overran the %.1f s interval; skipping %d tick(s)", interval, skipped)
+            tick += skipped
+            next_at = start + tick * interval
+        stop.wait(max(0.0, next_at - time.monotonic()))
+
+
+def one_cycle(job: CollectJob, raise_errors: bool) -> CycleOutcome | None:
+    """Run and write one cycle and log its line; a database error is a UserError when
+    `raise_errors`, else logged (the cycle is dropped) and None."""
+    try:
+        outcome = job.run_cycle()
+    except SQLAlchemyError as exc:
+        detail = redact(first_line(getattr(exc, "orig", exc), fallback=type(exc).__name__))
+        if raise_errors:
+            raise UserError(f"writing samples failed: {detail}") from None
+        log.error("writing samples failed (cycle dropped): %s", detail)
+        return None
+    log.info("%s", summary_line(outcome))
+    return outcome
+
+
+def _retention(job: CollectJob) -> None:
+    try:
+        stats = job.apply_retention()
+    except SQLAlchemyError as exc:
+        log.error("retention failed: %s",
+                  redact(first_line(getattr(exc, "orig", exc), fallback=type(exc).__name__)))
+        return
+    if stats.buckets_rolled or stats.raw_deleted or stats.rollups_deleted or stats.vms_deleted:
+        log.info("retention: %d buckets rolled up, %d raw samples, %d rollups, %d gone VMs "
+                 "deleted", stats.buckets_rolled, stats.raw_deleted, stats.rollups_deleted,
+                 stats.vms_deleted)

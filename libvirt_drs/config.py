@@ -26,6 +26,7 @@ from libvirt_drs.balancer.model import GroupRule, Policy, Rules, VmHostRule  # t
 from libvirt_drs.errors import ConfigError
 from libvirt_drs.migrator.admission import Limits
 from libvirt_drs.migrator.model import MigrationOptions
+from libvirt_drs.windows import WINDOW_EXPECTED, Window, parse_window, zone
 
 DEFAULT_CONFIG_PATH = "drs.toml"
 CONFIG_ENV = "DRS_CONFIG"
@@ -38,8 +39,30 @@ def _name_ok(v: str) -> bool:
     return bool(v.strip()) and all(c.isprintable() for c in v) and len(v) <= 255
 
 
+# libvirt's drivers and remote transports (libvirt.org/uri.html): a scheme outside these
+# is a typo such as qemu+tpc, caught here instead of at the first connection
+LIBVIRT_DRIVERS = ("qemu", "test", "xen", "libxl", "lxc", "vbox", "vmware", "vmwareplayer",
+                   "vmwarews", "vmwarefusion", "esx", "gsx", "vpx", "hyperv", "ch", "bhyve",
+                   "openvz", "vz", "remote")
+LIBVIRT_TRANSPORTS = ("tcp", "tls", "ssh", "unix", "ext", "libssh", "libssh2")
+URI_EXPECTED = (f"a libvirt URI such as qemu+ssh://host/system (driver: "
+                f"{', '.join(LIBVIRT_DRIVERS[:4])}, ...; transport: {', '.join(LIBVIRT_TRANSPORTS)})")
+
+
 def _uri_ok(v: str) -> bool:
-    return "://" in v
+    scheme, sep, _rest = v.partition("://")
+    if not sep:
+        return False
+    driver, plus, transport = scheme.partition("+")
+    return driver in LIBVIRT_DRIVERS and (not plus or transport in LIBVIRT_TRANSPORTS)
+
+
+def _windows_ok(v: list[Any]) -> bool:
+    return all(isinstance(w, str) and parse_window(w) is not None for w in v)
+
+
+def _zone_ok(v: str) -> bool:
+    return zone(v) is not None
 
 
 def listen_ok(v: str) -> bool:
@@ -55,8 +78,7 @@ _NAME = {"check": _name_ok, "expected": "a non-empty name"}
 class HostConfig:
     name: str = field(metadata={"section": "hosts", "check": _name_ok,
                                 "expected": "a printable name of at most 255 characters"})
-    uri: str = field(metadata={"section": "hosts", "check": _uri_ok,
-                               "expected": "a libvirt URI such as qemu+tcp://host/system"})
+    uri: str = field(metadata={"section": "hosts", "check": _uri_ok, "expected": URI_EXPECTED})
     # capacity overrides; None = what libvirt reports
     cpu_cores: float | None = field(default=None, metadata={"section": "hosts", "gt": 0})
     mem_mib: int | None = field(default=None, metadata={"section": "hosts", "gt": 0,
@@ -82,7 +104,19 @@ class BalancerConfig:
     # demand estimation window (docs/balancer.md)
     window_s: float = field(default=14400.0, metadata={"section": "balancer", "gt": 0,
                                                        "unit": "seconds"})
+    # when automatic mode may carry out balancing moves (libvirt_drs.windows); empty: always.
+    # Mandatory moves (maintenance, rule violations) are never held back.
+    windows: tuple[str, ...] = field(default=(), metadata={
+        "section": "balancer", "toml": "list", "check": _windows_ok,
+        "expected": f"a list of windows, each {WINDOW_EXPECTED}"})
+    # the windows' time zone (IANA name); empty: this machine's local zone
+    timezone: str = field(default="", metadata={
+        "section": "balancer", "check": _zone_ok,
+        "expected": "an IANA time zone such as Europe/Berlin, or \"\" for the local zone"})
     policy: Policy = field(default_factory=Policy)
+
+    def balancing_windows(self) -> tuple[Window, ...]:
+        return tuple(w for w in (parse_window(t) for t in self.windows) if w is not None)
 
 
 @dataclass(frozen=True)
@@ -308,7 +342,8 @@ def _settings(cls: type[T], section: str, s: _Section, values: dict[str, Any]) -
                     raise s.fail(f.name, f"expected {expected}, got {_short(value)}")
             else:
                 value = s.get(f.name, kind, f.default, check, expected)
-            kwargs[f.name] = value if value is None else hint(value)
+            kwargs[f.name] = (value if value is None else tuple(value) if kind == "list"
+                              else hint(value))
             values[f"{section}.{f.name}"] = kwargs[f.name]
     obj = cls(**kwargs)
     invalid = getattr(obj, "invalid", None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import click
 
@@ -13,16 +14,42 @@ from libvirt_drs.errors import UserError
 from libvirt_drs.secrets import redact
 
 
+def _one_line(text: str) -> None:
+    err_console.print(f"drs: error: {redact(' '.join(text.split()))}", markup=False,
+                      highlight=False, soft_wrap=True)
+
+
 class DrsGroup(click.Group):
-    """Turns UserError into one line on stderr and exit code 2; never a traceback."""
+    """Every error is one line on stderr, never a traceback: a UserError exits 2, and so
+    does a usage error (click's own three-line form is replaced)."""
 
     def invoke(self, ctx: click.Context):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except UserError as exc:
-            err_console.print(f"drs: error: {redact(str(exc))}", markup=False, highlight=False,
-                              soft_wrap=True)
+            _one_line(str(exc))
             ctx.exit(exc.exit_code)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:  # type: ignore[override]
+        run: Any = super().main
+        if not standalone_mode:
+            return run(*args, standalone_mode=False, **kwargs)
+        try:
+            code = run(*args, standalone_mode=False, **kwargs)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "drs"
+            _one_line(f"{exc.format_message()} (see `{where} --help`)")
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            _one_line(exc.format_message())
+            sys.exit(exc.exit_code)
+        except click.Abort as exc:
+            if isinstance(exc.__cause__, KeyboardInterrupt):
+                err_console.print("drs: interrupted")
+                sys.exit(130)
+            err_console.print("drs: aborted")
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=DrsGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,14 +62,15 @@ def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
     """libvirt-drs: keep a libvirt/KVM cluster balanced by live-migrating VMs."""
     level = logging.WARNING - 10 * min(verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if verbose < 2:  # Alembic's INFO lines (context impl, DDL mode) are noise at -v
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     ctx.obj = AppContext(config_path)
 
 
 def _register() -> None:
     from libvirt_drs.cli import (  # noqa: PLC0415 - the group exists before its commands import it
         balance_cmd,
-        bench_collect,
-        bench_soak,
+        bench_cmd,
         collect_cmd,
         config_cmd,
         db_cmd,
@@ -57,11 +85,9 @@ def _register() -> None:
     commands = (config_cmd.config, db_cmd.db, lab_cmd.lab, collect_cmd.collect,
                 collect_cmd.status, *migrate_cmd.COMMANDS, *hosts_cmd.COMMANDS,
                 *plans_cmd.COMMANDS, *serve_cmd.COMMANDS,
-                balance_cmd.simulate_cmd, balance_cmd.bench, recommend_cmd.recommend)
+                balance_cmd.simulate_cmd, bench_cmd.bench, recommend_cmd.recommend)
     for command in commands:
         cli.add_command(command)
-    balance_cmd.bench.add_command(bench_collect.collect)
-    balance_cmd.bench.add_command(bench_soak.migrate_soak)
 
 
 _register()

@@ -1,4 +1,5 @@
-"""`drs simulate` (what-if replay of a trace) and `drs bench plan` (planner timing)."""
+"""`drs simulate` (what-if replay of a trace) and `drs bench plan` (planner timing; attached
+to the `bench` group by libvirt_drs/cli/bench_cmd.py)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
+from typing import Any
 
 import click
-import numpy as np
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from rich.table import Table
 
-from libvirt_drs.balancer.model import Policy
-from libvirt_drs.balancer.planner import plan
-from libvirt_drs.balancer.simulate import SimConfig, default_hosts, memory_sizes_mib, simulate
-from libvirt_drs.balancer.synthetic import synthetic_cluster
 from libvirt_drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
-from libvirt_drs.config import BalancerConfig, Config
-from libvirt_drs.db import schema
-from libvirt_drs.db.engine import make_engine
-from libvirt_drs.db.history import load_history, parse_time
 from libvirt_drs.errors import UserError
-from libvirt_drs.policy import policy_from_config
-from libvirt_drs.traces import load_planetlab
+
+# numpy, the planner and the database are imported by the commands that use them, so
+# that `drs --help` stays fast
 
 # What the simulation prints, in this order, with a human label for the table.
 SIM_METRICS = {
@@ -42,9 +34,12 @@ SIM_METRICS = {
 }
 
 
-def default_policy() -> Policy:
-    """The product defaults: what an empty [balancer] and [migrator] section give."""
-    return policy_from_config(Config(path="<defaults>", database_url="sqlite://"))
+def default_policy() -> Any:
+    """The product defaults (balancer.model.Policy): what an empty [balancer] and
+    [migrator] section give."""
+    from libvirt_drs.config import Config  # noqa: PLC0415
+
+    return Config(path="<defaults>", database_url="sqlite://").balancer.policy
 
 
 @contextmanager
@@ -53,6 +48,8 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
     if not sys.stderr.isatty():
         yield None
         return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn  # noqa: PLC0415
+
     with Progress("[progress.description]{task.description}", BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=err_console,
                   transient=True) as bar:
@@ -60,7 +57,9 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
         yield lambda done: bar.update(task, completed=done)
 
 
-def _metrics_table(title: str, metrics: dict[str, float | int]) -> Table:
+def _metrics_table(title: str, metrics: dict[str, float | int]) -> Any:
+    from rich.table import Table  # noqa: PLC0415
+
     table = Table(title=title, show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -92,6 +91,8 @@ def simulate_cmd(app: AppContext, trace_dir: str | None, from_db: bool, since: s
                  as_json: bool) -> None:
     """Replay a CPU trace (or the recorded history) with the balancer in the loop and print
     quality metrics."""
+    from libvirt_drs.balancer.simulate import SimConfig, simulate  # noqa: PLC0415
+
     if bool(trace_dir) == from_db:
         raise UserError("give exactly one of --trace DIR and --from-db")
     if from_db:
@@ -116,6 +117,12 @@ def simulate_cmd(app: AppContext, trace_dir: str | None, from_db: bool, since: s
 
 
 def _from_trace(trace_dir: str, hosts: int | None):  # type: ignore[no-untyped-def]
+    import numpy as np  # noqa: PLC0415
+
+    from libvirt_drs.balancer.simulate import SimConfig, default_hosts, memory_sizes_mib  # noqa: PLC0415
+    from libvirt_drs.config import BalancerConfig  # noqa: PLC0415
+    from libvirt_drs.traces import load_planetlab  # noqa: PLC0415
+
     names, trace = load_planetlab(trace_dir)
     n_hosts = hosts or default_hosts(len(names))
     mem_mib = memory_sizes_mib(len(names), n_hosts)
@@ -128,6 +135,10 @@ def _from_trace(trace_dir: str, hosts: int | None):  # type: ignore[no-untyped-d
 
 
 def _from_db(app: AppContext, since: str, until: str):  # type: ignore[no-untyped-def]
+    from libvirt_drs.db import schema  # noqa: PLC0415
+    from libvirt_drs.db.engine import make_engine  # noqa: PLC0415
+    from libvirt_drs.db.history import load_history, parse_time  # noqa: PLC0415
+
     cfg = app.config
     engine = make_engine(cfg.database_url)
     schema.require_current(engine)
@@ -135,21 +146,24 @@ def _from_db(app: AppContext, since: str, until: str):  # type: ignore[no-untype
     hist = load_history(engine, cfg, since_s, until_s)
     run = ("recorded history", hist.cpu_cores, hist.mem_mib, hist.names, len(hist.hosts),
            hist.hosts, hist.initial_host, cfg.balancer.window_s)
-    return policy_from_config(cfg), run
+    return cfg.balancer.policy, run
 
 
-@click.group("bench")
-def bench() -> None:
-    """Benchmarks of the balancer core."""
-
-
-@bench.command("plan")
-@click.option("--hosts", type=click.IntRange(min=1), default=96, show_default=True)
-@click.option("--vms", type=click.IntRange(min=0), default=10000, show_default=True)
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.command("plan")
+@click.option("--hosts", type=click.IntRange(min=1), default=96, show_default=True,
+              help="Hosts of the synthetic cluster (vSphere's cluster maximum is 96).")
+@click.option("--vms", type=click.IntRange(min=0), default=10000, show_default=True,
+              help="VMs of the synthetic cluster, placed skewed over heterogeneous hosts.")
+@click.option("--seed", type=int, default=1, show_default=True,
+              help="Random seed of the synthetic cluster (the same seed, the same cluster).")
 @json_option
 def bench_plan(hosts: int, vms: int, seed: int, as_json: bool) -> None:
     """Time one full plan over a synthetic cluster (skewed, heterogeneous)."""
+    from rich.table import Table  # noqa: PLC0415
+
+    from libvirt_drs.balancer.planner import plan  # noqa: PLC0415
+    from libvirt_drs.balancer.synthetic import synthetic_cluster  # noqa: PLC0415
+
     snapshot = synthetic_cluster(hosts, vms, seed)
     started, started_cpu = time.perf_counter(), time.process_time()
     result = plan(snapshot, default_policy())

@@ -1,32 +1,19 @@
-"""`drs collect [--once]` and `drs status [--json]`."""
+"""`drs collect [--once]` and `drs status [--json]`: thin adapters over
+libvirt_drs.collect (the collector loop) and libvirt_drs.operations.reads."""
 
 from __future__ import annotations
 
 import logging
 import signal
 import threading
-import time
-from typing import Any
 
 import click
 from rich.table import Table
-from sqlalchemy.exc import SQLAlchemyError
 
 from libvirt_drs.cli.common import AppContext, console, err_console, json_option, pass_app, print_json
-from libvirt_drs.collect import CollectJob, CycleOutcome, summary_line
-from libvirt_drs.db import schema
-from libvirt_drs.db.engine import make_engine
 from libvirt_drs.errors import UserError
-from libvirt_drs.libvirt_errors import first_line
-from libvirt_drs.secrets import redact
 
 log = logging.getLogger("libvirt_drs.collect")
-
-
-def _engine(app: AppContext) -> Any:
-    engine = make_engine(app.config.database_url)
-    schema.require_current(engine)
-    return engine
 
 
 @click.command("collect")
@@ -41,78 +28,37 @@ def collect(app: AppContext, once: bool, prime_s: float) -> None:
     cfg = app.config
     if not cfg.hosts:
         raise UserError(f"{cfg.path}: hosts: no hosts configured, nothing to collect")
+    from libvirt_drs.collect import CollectJob, one_cycle, run_forever  # noqa: PLC0415
+    from libvirt_drs.db.engine import make_engine  # noqa: PLC0415
+    from libvirt_drs.db.schema import require_current  # noqa: PLC0415
+
     if log.getEffectiveLevel() > logging.INFO:
         log.setLevel(logging.INFO)
-    job = CollectJob(cfg, _engine(app))
+    engine = make_engine(cfg.database_url)
+    require_current(engine)
+    job = CollectJob(cfg, engine)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
     try:
         if once:
             job.run_cycle(write=False)
             stop.wait(prime_s)
-            outcome = _one_cycle(job, raise_errors=True)
-            failed = [h for h in outcome.result.hosts if not h.ok] if outcome else []
+            outcome = one_cycle(job, raise_errors=True)
+            hosts = outcome.result.hosts if outcome else []
+            failed = [h for h in hosts if not h.ok]
             if failed:
-                err_console.print(f"drs: {len(failed)} of {len(outcome.result.hosts)} hosts "
+                err_console.print(f"drs: {len(failed)} of {len(hosts)} hosts "
                                   "not sampled: " + "; ".join(f"{h.name}: {h.error}"
                                                               for h in failed),
                                   highlight=False, markup=False, soft_wrap=True)
                 raise click.exceptions.Exit(1)
         else:
-            _loop(job, stop)
+            run_forever(job, stop)
     except KeyboardInterrupt:
         log.info("interrupted; %d cycles done", job.cycles)
     finally:
         signal.signal(signal.SIGTERM, previous)
         job.close()
-
-
-def _loop(job: CollectJob, stop: threading.Event) -> None:
-    interval = job.cfg.collector.interval_s
-    retention_every = job.cfg.service.retention_interval_s
-    start = time.monotonic()
-    next_retention = start + min(retention_every, 60.0)
-    tick = 0
-    while not stop.is_set():
-        _one_cycle(job, raise_errors=False)
-        if time.monotonic() >= next_retention:
-            _retention(job)
-            next_retention = time.monotonic() + retention_every
-        tick += 1
-        next_at = start + tick * interval
-        now = time.monotonic()
-        if next_at < now:  # the cycle overran: skip the missed ticks, keep the phase
-            skipped = int((now - next_at) // interval) + 1
-            log.warning("cycle overran the %.1f s interval; skipping %d tick(s)", interval, skipped)
-            tick += skipped
-            next_at = start + tick * interval
-        stop.wait(max(0.0, next_at - time.monotonic()))
-
-
-def _one_cycle(job: CollectJob, raise_errors: bool) -> CycleOutcome | None:
-    try:
-        outcome = job.run_cycle()
-    except SQLAlchemyError as exc:
-        detail = redact(first_line(getattr(exc, "orig", exc), fallback=type(exc).__name__))
-        if raise_errors:
-            raise UserError(f"writing samples failed: {detail}") from None
-        log.error("writing samples failed (cycle dropped): %s", detail)
-        return None
-    log.info("%s", summary_line(outcome))
-    return outcome
-
-
-def _retention(job: CollectJob) -> None:
-    try:
-        stats = job.apply_retention()
-    except SQLAlchemyError as exc:
-        log.error("retention failed: %s",
-                  redact(first_line(getattr(exc, "orig", exc), fallback=type(exc).__name__)))
-        return
-    if stats.buckets_rolled or stats.raw_deleted or stats.rollups_deleted or stats.vms_deleted:
-        log.info("retention: %d buckets rolled up, %d raw samples, %d rollups, %d gone VMs "
-                 "deleted", stats.buckets_rolled, stats.raw_deleted, stats.rollups_deleted,
-                 stats.vms_deleted)
 
 
 def _pct(value: float | None) -> str:
@@ -157,3 +103,4 @@ def status(app: AppContext, as_json: bool, window_s: float | None, show_vms: boo
     console.print(f"imbalance {'-' if imb is None else f'{imb:.3f}'} (target "
                   f"{'-' if target is None else f'{target:.3f}'}): {data.verdict}",
                   highlight=False, markup=False)
+    console.print(data.balancing, highlight=False, markup=False)

@@ -82,6 +82,7 @@ def confirm(question: str, yes: bool) -> None:
     try:
         answer = click.confirm(question, default=False, err=True)
     except click.Abort:
+        click.echo(err=True)  # end the unanswered question's line
         raise UserError("not confirmed (no answer on stdin): nothing changed; pass --yes "
                         "to run without asking") from None
     if not answer:

@@ -6,6 +6,7 @@ import click
 
 from libvirt_drs.cli.common import AppContext, console, json_option, pass_app, print_json
 from libvirt_drs.config import as_dict
+from libvirt_drs.errors import UserError
 from libvirt_drs.secrets import redact
 
 
@@ -20,6 +21,9 @@ def config() -> None:
 def check(app: AppContext, as_json: bool) -> None:
     """Validate the config file; print a summary or the first error (exit 2)."""
     cfg = app.config
+    if not cfg.hosts:
+        raise UserError(f"{cfg.path}: hosts: no [[hosts]] configured: there is nothing to "
+                        "balance (see deploy/drs.example.toml)")
     if as_json:
         data = as_dict(cfg)
         data["database_url"] = redact(cfg.database_url)

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import click
 
-from libvirt_drs.cli.common import AppContext, console, json_option, pass_app, print_json
-from libvirt_drs.db import schema
-from libvirt_drs.db.engine import make_engine
+from libvirt_drs.cli.common import (
+    AppContext,
+    confirm,
+    console,
+    json_option,
+    pass_app,
+    print_json,
+    yes_option,
+)
 
 
 @click.group()
@@ -19,6 +25,9 @@ def db() -> None:
 @pass_app
 def upgrade(app: AppContext, revision: str) -> None:
     """Bring the database to REVISION (default: head); creates an empty database's schema."""
+    from libvirt_drs.db import schema  # noqa: PLC0415
+    from libvirt_drs.db.engine import make_engine  # noqa: PLC0415
+
     engine = make_engine(app.config.database_url)
     schema.upgrade(engine, revision)
     console.print(f"database at {schema.current_revision(engine) or 'base'}", highlight=False)
@@ -26,10 +35,21 @@ def upgrade(app: AppContext, revision: str) -> None:
 
 @db.command("downgrade")
 @click.argument("revision", default="-1")
+@yes_option
 @pass_app
-def downgrade(app: AppContext, revision: str) -> None:
-    """Step the schema back to REVISION (default: one step; `base` drops everything)."""
+def downgrade(app: AppContext, revision: str, yes: bool) -> None:
+    """Step the schema back to REVISION (default: one step; `base` drops every table and
+    its data). Asks first (--yes skips the question)."""
+    from libvirt_drs.db import schema  # noqa: PLC0415
+    from libvirt_drs.db.engine import make_engine  # noqa: PLC0415
+    from libvirt_drs.secrets import redact  # noqa: PLC0415
+
     engine = make_engine(app.config.database_url)
+    now = schema.current_revision(engine) or "base"
+    what = ("drop every table and all recorded data" if revision == "base"
+            else f"step the schema back from {now} to {revision} (dropping what later "
+                 "revisions added)")
+    confirm(f"{redact(app.config.database_url)}: {what}?", yes)
     schema.downgrade(engine, revision)
     console.print(f"database at {schema.current_revision(engine) or 'base'}", highlight=False)
 
@@ -39,6 +59,9 @@ def downgrade(app: AppContext, revision: str) -> None:
 @pass_app
 def current(app: AppContext, as_json: bool) -> None:
     """Show the schema revision of the database and the head revision of this release."""
+    from libvirt_drs.db import schema  # noqa: PLC0415
+    from libvirt_drs.db.engine import make_engine  # noqa: PLC0415
+
     engine = make_engine(app.config.database_url)
     data = {"current": schema.current_revision(engine), "head": schema.head_revision()}
     if as_json:

@@ -11,7 +11,6 @@ import click
 
 from libvirt_drs.cli.common import AppContext, pass_app
 from libvirt_drs.config import LISTEN_EXPECTED, listen_ok
-from libvirt_drs.db.engine import make_engine
 from libvirt_drs.errors import UserError
 
 _seconds = click.FloatRange(min=0.05)
@@ -90,6 +89,8 @@ def serve(app: AppContext, mode: str | None, collect_interval_s: float | None,
         logging.getLogger("libvirt_drs.serve").warning(
             "--no-balance without --collect-shard: this process collects every host")
     _quiet_scheduler_logs()
+    from libvirt_drs.db.engine import make_engine  # noqa: PLC0415
+
     engine = make_engine(cfg.database_url)
     try:
         service = Service(cfg, engine, opts)
@@ -150,8 +151,8 @@ def _check_listen(value: str) -> None:
               help="Stop after this many balance rounds even if not converged.")
 @click.option("--metrics-listen", default="127.0.0.1:9177", show_default=True,
               metavar="ADDR:PORT", help="Where /metrics is served while the demo runs.")
-@click.option("--report", "report_path", metavar="PATH",
-              help="HTML report path [default: reports/demo-<time>.html].")
+@click.option("--output", "report_path", metavar="PATH",
+              help="Write the HTML report here (mode 0600) [default: reports/demo-<time>.html].")
 @click.option("--base-address", default="127.0.0.91", show_default=True,
               help="Loopback address of the first lab host; the others follow.")
 @click.option("--keep-lab", is_flag=True, help="Leave the lab running afterwards.")

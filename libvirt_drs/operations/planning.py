@@ -19,6 +19,7 @@ from libvirt_drs.db.snapshot import load_snapshot
 from libvirt_drs.migrator.model import MoveRequest
 from libvirt_drs.migrator_builder import needs_copy_storage
 from libvirt_drs.operations.context import Cluster
+from libvirt_drs.windows import WindowState, window_state, zone
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,11 @@ def move_requests(cfg: Config, moves: Iterable[Move], plan_id: int | None,
                         copy_storage=needs_copy_storage(cfg, mv.source, mv.destination,
                                                         force_copy))
             for mv in moves]
+
+
+def balancing_window(cfg: Config, now_s: float) -> WindowState:
+    """Whether automatic mode may carry out balancing moves at `now_s` ([balancer] windows)."""
+    b = cfg.balancer
+    tz = zone(b.timezone)
+    assert tz is not None  # validated with the config
+    return window_state(b.balancing_windows(), tz, now_s)

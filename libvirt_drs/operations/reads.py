@@ -8,6 +8,7 @@ A host without samples has no load (None, "no data"), never 0 %.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from libvirt_drs.db import audit, plans
@@ -19,6 +20,8 @@ from libvirt_drs.migrator.model import Job, JobState
 from libvirt_drs.operations.caller import Caller, Role, require
 from libvirt_drs.operations.context import Cluster
 from libvirt_drs.operations.errors import NotFound
+from libvirt_drs.operations.planning import balancing_window
+from libvirt_drs.windows import WindowState
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,22 @@ class ClusterStatus:
     imbalance: float | None  # over the eligible hosts with data; None: none has data
     target: float | None  # None: aggressiveness 1 or no eligible host
     aggressiveness: int
+    mode: str  # automatic | manual
+    window: WindowState  # balancing windows: may automatic mode move VMs now
+
+    @property
+    def balancing(self) -> str:
+        """One line: the mode and, in automatic mode, whether balancing moves run now."""
+        if self.mode != "automatic":
+            return "manual mode: plans are recorded as recommendations (drs plans)"
+        w = self.window
+        if w.next_change_s is None:
+            return "automatic mode: balancing moves run (no balancing window configured)"
+        at = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(w.next_change_s))
+        if w.open:
+            return f"automatic mode: inside balancing window {w.window!r} until {at}"
+        return (f"automatic mode: outside the balancing windows until {at}: balancing moves "
+                "are recorded as recommendations, mandatory moves go on")
 
     @property
     def eligible_without_data(self) -> tuple[str, ...]:
@@ -83,7 +102,8 @@ def cluster_status(cl: Cluster, caller: Caller, window_s: float | None = None,
         vms=tuple(load_vms(cl.engine, now, window)),
         imbalance=cluster_imbalance(views, policy.cpu_weight, policy.mem_weight),
         target=status_target(policy.aggressiveness, len(eligible)) if eligible else None,
-        aggressiveness=policy.aggressiveness)
+        aggressiveness=policy.aggressiveness, mode=cfg.balancer.mode,
+        window=balancing_window(cfg, now))
 
 
 def _why_stale(h: HostView, now_s: float) -> str | None:

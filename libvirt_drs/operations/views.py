@@ -54,6 +54,9 @@ def status(s: ClusterStatus) -> dict[str, Any]:
         "hosts_without_data": list(s.eligible_without_data),
         "window_s": s.window_s,
         "at": iso(s.now_s),
+        "balancing": {"mode": s.mode, "window_open": s.window.open,
+                      "window": s.window.window, "next_change_at": iso(s.window.next_change_s),
+                      "summary": s.balancing},
     }
 
 

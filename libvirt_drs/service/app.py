@@ -32,7 +32,7 @@ from libvirt_drs.errors import UserError
 from libvirt_drs.migrator.hypervisor import Hypervisor
 from libvirt_drs.migrator.runner import process_owner
 from libvirt_drs.migrator_builder import build
-from libvirt_drs.operations.planning import move_requests
+from libvirt_drs.operations.planning import balancing_window, move_requests
 from libvirt_drs.policy import policy_from_config
 from libvirt_drs.service.balance import ACTOR, BalanceJob, Round, cluster_loads, publish_loads
 from libvirt_drs.service.job_control import ServiceMigrations
@@ -125,7 +125,7 @@ class Service:
         self.policy = policy_from_config(cfg)
         collect_hosts = shard_hosts(cfg.hosts, opts.shard) if opts.collect else ()
         if opts.shard is not None:
-            log.warning("collect shard %d/%d: %s", *opts.shard,
+            log.info("collect shard %d/%d: %s", *opts.shard,
                         ", ".join(h.name for h in collect_hosts) or "no host (nothing to collect)")
         self.collect_job = collect_job or (
             CollectJob(dataclasses.replace(cfg, hosts=collect_hosts), engine)
@@ -136,7 +136,8 @@ class Service:
             self.metrics, self.migrations, self.runner, is_leader=lambda: self.leader.is_leader,
             settle_timeout_s=3 * cfg.collector.interval_s + cfg.collector.timeout_s,
             on_round=on_round,
-            move_requests=lambda plan, plan_id: move_requests(cfg, plan.moves, plan_id))
+            move_requests=lambda moves, plan_id: move_requests(cfg, moves, plan_id),
+            window=lambda now_s: balancing_window(cfg, now_s))
         self._reconcile_pending = True
         self._last_loads_s = 0.0
         self.scheduler = ServiceScheduler(self._jobs(), self.metrics,
@@ -225,11 +226,11 @@ class Service:
         self.metrics.leader.set(1 if leading else 0)
         self.metrics.leader_changes.inc()
         if leading:
-            log.warning("leader: %s now leads the cluster's balancer", self.owner)
+            log.info("leader: %s now leads the cluster's balancer", self.owner)
             self.observer.reset()
             self._reconcile_pending = True
         else:
-            log.warning("leader: %s stands by", self.owner)
+            log.info("leader: %s stands by", self.owner)
         try:
             self.store.audit(ACTOR, "leader.gained" if leading else "leader.lost", self.owner)
         except Exception as exc:  # noqa: BLE001 - bookkeeping must not kill the leader thread
@@ -259,7 +260,7 @@ class Service:
                                         self.health).start()
         self._leader_thread.start()
         self.scheduler.start()
-        log.warning("serving: mode %s, collect every %g s (%d hosts), balance every %g s, "
+        log.info("serving: mode %s, collect every %g s (%d hosts), balance every %g s, "
                     "metrics on http://%s:%d/metrics", self.cfg.balancer.mode,
                     self.cfg.collector.interval_s,
                     len(self.collect_job.cfg.hosts) if self.collect_job else 0,
@@ -293,11 +294,11 @@ class Service:
         try:
             self.stop_signal.wait()
         finally:
-            log.warning("%s: stopping (grace period %.0f s)", self.stop_signal.signal_name,
+            log.info("%s: stopping (grace period %.0f s)", self.stop_signal.signal_name,
                         self.cfg.service.shutdown_grace_s)
             report = self.stop()
             self.stop_signal.restore()
-        log.warning("stopped in %.1f s: %d migration(s) aborted, %d left running",
+        log.info("stopped in %.1f s: %d migration(s) aborted, %d left running",
                     report.duration_s, report.aborted, report.left_running)
         return report
 

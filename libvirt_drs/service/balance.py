@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from sqlalchemy import Engine
@@ -26,6 +26,9 @@ from libvirt_drs.migrator.model import Job, JobState, MoveRequest, Outcome
 from libvirt_drs.migrator.runner import Runner
 from libvirt_drs.service.job_control import ServiceMigrations, run_moves
 from libvirt_drs.service.metrics import DrsMetrics
+from libvirt_drs.windows import WindowState
+
+ALWAYS_OPEN = WindowState(True, None, None)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ class ClusterLoads:
     memory: dict[str, float]
     vms: dict[str, int]
     stale: tuple[str, ...]
+    maintenance: tuple[str, ...]
+    capacity: dict[str, tuple[float, float]]  # (cores, MiB)
     imbalance_cpu: float
     imbalance_memory: float
     imbalance: float
@@ -54,13 +59,16 @@ def cluster_loads(snapshot: ClusterSnapshot, policy: Policy) -> ClusterLoads:
         memory={n: float(loads.mem[i]) for i, n in enumerate(names)},
         vms={n: int(loads.vms[i]) for i, n in enumerate(names)},
         stale=tuple(h.name for h in snapshot.hosts if h.stale),
+        maintenance=tuple(h.name for h in snapshot.hosts if h.state == "maintenance"),
+        capacity={h.name: (h.cpu_cores, h.mem_mib) for h in snapshot.hosts},
         imbalance_cpu=loads.imbalance_cpu, imbalance_memory=loads.imbalance_mem,
         imbalance=loads.imbalance, target=loads.target,
         eligible_hosts=int(loads.eligible.sum()))
 
 
 def publish_loads(metrics: DrsMetrics, loads: ClusterLoads) -> None:
-    metrics.set_host_gauges(loads.cpu, loads.memory, loads.vms, loads.stale)
+    metrics.set_host_gauges(loads.cpu, loads.memory, loads.vms, loads.stale, loads.maintenance,
+                            loads.capacity)
     metrics.cluster_vms.set(sum(loads.vms.values()))
     metrics.cluster_hosts.set(loads.eligible_hosts)
     metrics.imbalance.labels("cpu").set(loads.imbalance_cpu)
@@ -106,7 +114,8 @@ class BalanceJob:
                  is_leader: Callable[[], bool] = lambda: True,
                  settle_timeout_s: float = 60.0, clock: Callable[[], float] = time.time,
                  on_round: Callable[[Round], None] | None = None,
-                 *, move_requests: Callable[[Plan, int], list[MoveRequest]],
+                 *, move_requests: Callable[[Sequence[Move], int], list[MoveRequest]],
+                 window: Callable[[float], WindowState] = lambda _now_s: ALWAYS_OPEN,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.engine = engine
@@ -125,6 +134,7 @@ class BalanceJob:
         # planned moves -> migration requests (operations.planning.move_requests: copy
         # storage where the hosts do not share it)
         self.move_requests = move_requests
+        self.window = window  # balancing windows (libvirt_drs.windows): closed holds balancing
         self.rounds: deque[Round] = deque(maxlen=ROUNDS_KEPT)
 
     def __call__(self) -> Round | None:
@@ -141,18 +151,25 @@ class BalanceJob:
         self.metrics.planner_runs.labels(self.mode).inc()
         for move in plan.moves:
             self.metrics.planner_moves.labels(move.kind).inc()
-        plan_id = record_plan(self.engine, plan, mode=self.mode, plan_ms=plan_s * 1000.0,
+        mode, to_run = self.mode, list(plan.moves) if self.mode == "automatic" else []
+        window = self.window(started)
+        self.metrics.balancing_window_open.set(1 if window.open else 0)
+        if mode == "automatic" and not window.open:
+            plan, mode, to_run = _hold_balancing(plan, window)
+        plan_id = record_plan(self.engine, plan, mode=mode, plan_ms=plan_s * 1000.0,
                               now_s=started, trigger="balance", actor=ACTOR)
-        log.info("plan %d (%s): imbalance %.4f -> %.4f, target %.4f, %d move(s)%s", plan_id,
-                 self.mode, plan.imbalance_before, plan.imbalance_after, plan.target,
+        self.metrics.recommendations_pending.set(len(plan.moves) - len(to_run))
+        log.info("plan %d (%s): imbalance %.4f -> %.4f, target %.4f, %d move(s)%s%s", plan_id,
+                 mode, plan.imbalance_before, plan.imbalance_after, plan.target,
                  len(plan.moves), "".join(f"; {m.vm} {m.source}->{m.destination}"
-                                          for m in plan.moves))
+                                          for m in plan.moves),
+                 "".join(f"; note: {n}" for n in plan.notes))
         results: dict[str, JobState] = {}
-        if self.mode == "automatic" and plan.moves and self.runner is not None:
+        if to_run and self.runner is not None:
             if not self.is_leader():  # lost leadership while planning: someone else acts
                 log.warning("plan %d not executed: leadership lost", plan_id)
             else:
-                results = self._execute(plan, plan_id)
+                results = self._execute(to_run, plan_id)
         outcomes: dict[str, int] = {}
         for state in results.values():
             outcomes[state.value] = outcomes.get(state.value, 0) + 1
@@ -163,14 +180,14 @@ class BalanceJob:
             self.on_round(rnd)
         return rnd
 
-    def _execute(self, plan: Plan, plan_id: int) -> dict[str, JobState]:
+    def _execute(self, moves: Sequence[Move], plan_id: int) -> dict[str, JobState]:
         """Run the plan's moves; returns each moved VM's job state."""
         assert self.runner is not None
-        requests = self.move_requests(plan, plan_id)
+        requests = self.move_requests(moves, plan_id)
         outcomes = run_moves(self.runner, self.migrations, requests, on_finish=self._finished)
         results = {vm: JobState(o.state) for vm, o in outcomes.items()}
         if JobState.SUCCEEDED in results.values():
-            hosts = {m.source for m in plan.moves} | {m.destination for m in plan.moves}
+            hosts = {m.source for m in moves} | {m.destination for m in moves}
             self._wait_collected(hosts, self.clock())
         return results
 
@@ -187,3 +204,18 @@ class BalanceJob:
         log.warning("hosts %s not collected again within %.0f s after the migrations",
                     ", ".join(sorted(hosts)), self.settle_timeout_s)
         return False
+
+
+def _hold_balancing(plan: Plan, window: WindowState) -> tuple[Plan, str, list[Move]]:
+    """Outside the balancing windows: the plan is recorded as a recommendation (manual) and
+    only its mandatory moves run."""
+    balancing = [m for m in plan.moves if m.kind == "balancing"]
+    mandatory = [m for m in plan.moves if m.kind == "mandatory"]
+    if not balancing:
+        return plan, "automatic", mandatory
+    opens = (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(window.next_change_s))
+             if window.next_change_s is not None else "never")
+    note = (f"outside the balancing windows (next opens {opens}): {len(balancing)} balancing "
+            f"move(s) recorded as a recommendation, not carried out"
+            + (f"; {len(mandatory)} mandatory move(s) go on" if mandatory else ""))
+    return replace(plan, notes=(*plan.notes, note)), "manual", mandatory

@@ -15,7 +15,14 @@ from collections.abc import Callable, Iterable, Mapping
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    make_wsgi_app,
+)
 
 from libvirt_drs import __version__
 from libvirt_drs.migrator.model import JOB_RESULTS
@@ -31,6 +38,11 @@ _DOWNTIME_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 1, 2, 5)
 _CYCLE_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _PLANNER_BUCKETS_S = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 _JOB_BUCKETS_S = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900)
+MIB_BYTES = 1024 * 1024
+
+# The client library's `*_created` series (one per counter and histogram child) would
+# double the series count and no dashboard or alert reads them.
+disable_created_metrics()
 
 
 class DrsMetrics:
@@ -52,8 +64,18 @@ class DrsMetrics:
             "Host memory load: VM memory on the host / host memory capacity.", ["host"], registry=r)
         self.host_vms = Gauge("drs_host_vms", "VMs running on the host.", ["host"], registry=r)
         self.host_stale = Gauge("drs_host_stale",
-                                "1 if the host's last collection failed or is too old, else 0.",
+                                "1 if the host's last collection failed or is too old, else 0 "
+                                "(a stale host has no load series: its load is unknown).",
                                 ["host"], registry=r)
+        self.host_maintenance = Gauge("drs_host_maintenance",
+                                      "1 if the host is in maintenance (receives no VMs), else 0.",
+                                      ["host"], registry=r)
+        self.host_cpu_capacity = Gauge("drs_host_cpu_capacity_cores",
+                                       "CPU capacity the balancer plans with (cores).", ["host"],
+                                       registry=r)
+        self.host_memory_capacity = Gauge("drs_host_memory_capacity_bytes",
+                                          "Memory capacity the balancer plans with (bytes).",
+                                          ["host"], registry=r)
         self.cluster_vms = Gauge("drs_cluster_vms", "VMs known to be running in the cluster.",
                                  registry=r)
         self.cluster_hosts = Gauge("drs_cluster_hosts", "Hosts eligible for placement.", registry=r)
@@ -87,6 +109,14 @@ class DrsMetrics:
             ["kind"], registry=r)
         self.planner_runs = Counter("drs_planner_runs_total", "Planner runs, by balancer mode.",
                                     ["mode"], registry=r)
+        self.recommendations_pending = Gauge(
+            "drs_recommendations_pending",
+            "Moves of the latest recorded plan that are not carried out yet (manual mode, or "
+            "automatic mode outside a balancing window).", registry=r)
+        self.balancing_window_open = Gauge(
+            "drs_balancing_window_open",
+            "1 if automatic balancing may move VMs now (inside a balancing window, or no "
+            "window configured), else 0. Mandatory moves are never held back.", registry=r)
 
         # migrations (observed from the migration_jobs table: the cluster-wide truth)
         self.migrations_started = Counter(
@@ -101,6 +131,14 @@ class DrsMetrics:
             "drs_migration_downtime_seconds",
             "Guest downtime (paused time at switch-over) of a successful live migration.",
             buckets=_DOWNTIME_BUCKETS_S, registry=r)
+        self.migration_bytes = Counter(
+            "drs_migration_transferred_bytes_total",
+            "Bytes transferred by finished live migrations (memory, and disks when copied).",
+            registry=r)
+        self.host_migrations = Counter(
+            "drs_host_migrations_total",
+            "Finished live migrations per host, as source (outgoing) or destination (incoming), "
+            "by result.", ["host", "direction", "result"], registry=r)
         self.running_migrations = Gauge(
             "drs_host_running_migrations", "Live migrations running now, per host and direction.",
             ["host", "direction"], registry=r)
@@ -141,18 +179,28 @@ class DrsMetrics:
         self.leader.set(0)
 
     def set_host_gauges(self, cpu: Mapping[str, float], memory: Mapping[str, float],
-                        vms: Mapping[str, int], stale: Iterable[str] = ()) -> None:
-        """Replace the per-host series (hosts that left the cluster disappear)."""
-        stale_set = set(stale)
-        for gauge in (self.host_cpu_load, self.host_memory_load, self.host_vms, self.host_stale):
+                        vms: Mapping[str, int], stale: Iterable[str] = (),
+                        maintenance: Iterable[str] = (),
+                        capacity: Mapping[str, tuple[float, float]] | None = None) -> None:
+        """Replace the per-host series (hosts that left the cluster disappear). A stale
+        host gets no load series (unknown, not 0); `capacity` is (cores, MiB) per host."""
+        stale_set, maint = set(stale), set(maintenance)
+        capacity = capacity or {}
+        for gauge in (self.host_cpu_load, self.host_memory_load, self.host_vms, self.host_stale,
+                      self.host_maintenance, self.host_cpu_capacity, self.host_memory_capacity):
             gauge.clear()
-        for host in sorted(set(cpu) | set(memory) | set(vms) | stale_set):
-            if host in cpu:
+        for host in sorted(set(cpu) | set(memory) | set(vms) | stale_set | set(capacity)):
+            if host in cpu and host not in stale_set:
                 self.host_cpu_load.labels(host).set(cpu[host])
-            if host in memory:
+            if host in memory and host not in stale_set:
                 self.host_memory_load.labels(host).set(memory[host])
             self.host_vms.labels(host).set(vms.get(host, 0))
             self.host_stale.labels(host).set(1 if host in stale_set else 0)
+            self.host_maintenance.labels(host).set(1 if host in maint else 0)
+            if host in capacity:
+                cores, mib = capacity[host]
+                self.host_cpu_capacity.labels(host).set(cores)
+                self.host_memory_capacity.labels(host).set(mib * MIB_BYTES)
 
     def set_running_migrations(self, hosts: Iterable[str],
                                running: Iterable[tuple[str, str]]) -> None:

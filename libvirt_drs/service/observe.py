@@ -60,7 +60,7 @@ class MigrationObserver:
                 select(MigrationJob.id, MigrationJob.state, MigrationJob.source,
                        MigrationJob.destination, MigrationJob.started_s,
                        MigrationJob.finished_s, MigrationJob.total_ms,
-                       MigrationJob.downtime_ms)
+                       MigrationJob.downtime_ms, MigrationJob.bytes_processed)
                 .where(or_(MigrationJob.state == JobState.RUNNING,
                            MigrationJob.finished_s >= window_start,
                            MigrationJob.started_s >= window_start))).all()
@@ -89,6 +89,10 @@ class MigrationObserver:
             if (row.started_s or now) >= since:
                 m.migrations_started.inc()
         m.migrations_finished.labels(row.state).inc()
+        m.host_migrations.labels(row.source, "outgoing", row.state).inc()
+        m.host_migrations.labels(row.destination, "incoming", row.state).inc()
+        if row.bytes_processed:
+            m.migration_bytes.inc(row.bytes_processed)
         if row.state == JobState.SUCCEEDED:
             if row.total_ms is not None:
                 m.migration_duration.observe(row.total_ms / 1000.0)

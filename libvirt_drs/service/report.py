@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from libvirt_drs.balancer import report as plan_report
 from libvirt_drs.balancer.model import ClusterSnapshot, Plan
+from libvirt_drs.files import write_private
 from libvirt_drs.migrator.model import JobState
 from libvirt_drs.service.balance import ClusterLoads, Round
 
@@ -186,5 +187,5 @@ def render_html(data: ReportData) -> str:
 
 def write_report(path: Path, data: ReportData) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_html(data), encoding="utf-8")
+    write_private(path, render_html(data))
     return path

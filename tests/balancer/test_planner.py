@@ -6,7 +6,15 @@ from dataclasses import replace
 
 import pytest
 
-from libvirt_drs.balancer.model import GroupRule, HostState, Policy, Rules, VmHostRule, VmState
+from libvirt_drs.balancer.model import (
+    ClusterSnapshot,
+    GroupRule,
+    HostState,
+    Policy,
+    Rules,
+    VmHostRule,
+    VmState,
+)
 from libvirt_drs.balancer.planner import plan
 from tests.balancer.builders import hosts, skewed, snapshot, vms
 from tests.balancer.checks import violations
@@ -180,3 +188,20 @@ def test_above_target_without_a_useful_move_says_why() -> None:
 def test_plan_is_deterministic() -> None:
     snap = skewed(n_hosts=5, n_vms=20)
     assert plan(snap, EAGER) == plan(snap, EAGER)
+
+
+def test_a_plan_stopped_by_the_per_host_limit_says_so() -> None:
+    hosts = tuple(HostState(f"h{i}", 4.0, 16384.0) for i in range(1, 4))
+    vms = tuple(VmState(f"v{i}", "h1", 0.5, 512.0) for i in range(8))
+    result = plan(ClusterSnapshot(hosts, vms), Policy(max_moves_per_host=2))
+    assert len(result.moves) == 2 and result.imbalance_after > result.target
+    [note] = result.notes
+    assert "max_moves_per_host = 2" in note and "h1 (2 out)" in note
+
+
+def test_a_plan_stopped_by_the_pass_limit_says_so() -> None:
+    hosts = tuple(HostState(f"h{i}", 4.0, 16384.0) for i in range(1, 4))
+    vms = tuple(VmState(f"v{i}", "h1", 0.5, 512.0) for i in range(8))
+    result = plan(ClusterSnapshot(hosts, vms), Policy(max_moves_per_pass=1, max_moves_per_host=4))
+    assert len(result.moves) == 1
+    assert any("max_moves_per_pass = 1" in n for n in result.notes)

@@ -18,7 +18,7 @@ def test_json_has_the_documented_keys() -> None:
     data = json.loads(render_json(result))
     assert {"imbalance_before", "imbalance_after", "target", "moves"} <= set(data)
     assert data["moves"] and set(data["moves"][0]) >= {
-        "vm", "source", "destination", "reason", "imbalance_before", "imbalance_after", "cost"}
+        "vm", "source", "destination", "reason", "imbalance_before", "imbalance_after", "cost_s"}
 
 
 def test_json_target_is_null_when_never_balancing() -> None:

@@ -60,7 +60,7 @@ def test_collect_once_then_status_json(tmp_path: Path) -> None:
     assert code == 0, err
     data = json.loads(out)
     assert set(data) == {"hosts", "vms", "imbalance", "target", "verdict",
-                         "hosts_without_data", "window_s", "at"}
+                         "hosts_without_data", "window_s", "at", "balancing"}
     hosts = {h["name"]: h for h in data["hosts"]}
     assert hosts["down"]["stale"] and "refused" in hosts["down"]["error"]
     assert not hosts["t1"]["stale"] and hosts["t1"]["vms"] == 1 and hosts["t1"]["cpu_cores"] == 2.0

@@ -127,7 +127,8 @@ def test_config_check_on_example_and_env(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_json_output_redacts_database_password(tmp_path: Path) -> None:
     path = tmp_path / "pg.toml"
-    path.write_text('[database]\nurl = "postgresql+psycopg://drs:s3cret-pw@db.example/drs"\n')
+    path.write_text('[database]\nurl = "postgresql+psycopg://drs:s3cret-pw@db.example/drs"\n'
+                    '[[hosts]]\nname = "h1"\nuri = "test:///default"\n')
     result = CliRunner().invoke(cli, ["config", "check", "--json", "--config", str(path)])
     assert result.exit_code == 0
     assert "s3cret-pw" not in result.output
@@ -171,3 +172,57 @@ def test_settings_come_from_their_declarations() -> None:
     assert cfg.migrator.options.copy_storage is False  # per job, not the setting
     assert cfg.migrator.limits.outgoing_overrides == {"h1": 3}
     assert cfg.balancer.policy.mem_reserve_mib == 512.0
+
+
+@pytest.mark.parametrize(("text", "key", "expected"), [
+    ('[[hosts]]\nname = "a"\nuri = "qemu+tpc://h/system"\n', "hosts[0].uri", "transport"),
+    ('[[hosts]]\nname = "a"\nuri = "kvm://h/system"\n', "hosts[0].uri", "libvirt URI"),
+    ('[balancer]\nwindows = ["Mon-Fry 22:00-06:00"]\n', "balancer.windows", "Mon-Fri 22:00-06:00"),
+    ('[balancer]\nwindows = "Mon 1:00-2:00"\n', "balancer.windows", "a list"),
+    ('[balancer]\ntimezone = "Mars/Olympus"\n', "balancer.timezone", "IANA"),
+])
+def test_uri_schemes_windows_and_zones_are_checked(text: str, key: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        config.parse(text, "t.toml")
+    assert exc.value.key == key and expected in str(exc.value)
+
+
+def test_libvirt_uri_forms_pass_unchanged() -> None:
+    for uri in ("qemu:///system", "qemu+ssh://root@h/system?keyfile=/k", "qemu+tls://h/system",
+                "test:///default", "qemu+unix:///system?socket=/run/x.sock", "esx://h/?no_verify=1"):
+        cfg = config.parse(f'[[hosts]]\nname = "a"\nuri = "{uri}"\n', "t.toml")
+        assert cfg.hosts[0].uri == uri
+
+
+def test_windows_parse_into_the_balancer_config() -> None:
+    cfg = config.parse('[balancer]\nwindows = ["Mon-Fri 22:00-06:00"]\ntimezone = "UTC"\n',
+                       "t.toml")
+    assert cfg.balancer.windows == ("Mon-Fri 22:00-06:00",)
+    assert len(cfg.balancer.balancing_windows()) == 1
+
+
+def test_config_check_refuses_a_config_without_hosts(tmp_path: Path) -> None:
+    path = tmp_path / "drs.toml"
+    path.write_text("[balancer]\nmode = \"manual\"\n")
+    result = CliRunner().invoke(cli, ["config", "check", "--config", str(path)])
+    assert result.exit_code == 2
+    assert "no [[hosts]] configured" in result.output and len(result.output.splitlines()) == 1
+
+
+@pytest.mark.parametrize("args", [["migrate", "vm1"], ["bogus"], ["jobs", "--limit", "x"],
+                                  ["status", "--window", "0"], ["plans", "show", "one"]])
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert len(result.output.splitlines()) == 1, result.output
+    assert result.output.startswith("drs: error: ") and "--help" in result.output
+
+
+def test_help_loads_no_heavy_module() -> None:
+    """`drs --help` must start fast: the CLI imports SQLAlchemy, Alembic, numpy and libvirt
+    only in the commands that use them (the start time itself is a benchmark figure)."""
+    code = ("import sys; import libvirt_drs.cli; "
+            "print(','.join(m for m in ('sqlalchemy', 'alembic', 'numpy', 'libvirt') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -54,7 +54,7 @@ def test_recommend_json_moves_vms_off_the_skewed_host(tmp_path: Path) -> None:
     assert data["moves"], "a skewed cluster needs moves"
     for move in data["moves"]:
         assert set(move) >= {"vm", "source", "destination", "reason", "imbalance_before",
-                             "imbalance_after", "cost"}
+                             "imbalance_after", "cost_s"}
         assert move["source"] == "h1" and move["destination"] in ("h2", "h3")
         assert move["vm"] != "vm5"  # pinned
     # a dry run: nothing queued
@@ -87,4 +87,4 @@ def test_recommend_table_and_errors(tmp_path: Path) -> None:
     empty = tmp_path / "empty.toml"
     empty.write_text("")
     result = CliRunner().invoke(cli, ["recommend", "--config", str(empty)])
-    assert result.exit_code == 2 and "no hosts configured" in result.output
+    assert result.exit_code == 2 and "no [[hosts]] configured" in result.output

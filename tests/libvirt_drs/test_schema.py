@@ -64,7 +64,11 @@ def test_cli_upgrade_creates_sqlite_file_0600_in_wal_mode(tmp_path: Path) -> Non
     assert schema.current_revision(engine) == schema.head_revision()
     result = CliRunner().invoke(cli, ["db", "current", "--json", "--config", str(cfg)])
     assert f'"current": "{schema.head_revision()}"' in result.output
-    result = CliRunner().invoke(cli, ["db", "downgrade", "base", "--config", str(cfg)])
+    result = CliRunner().invoke(cli, ["db", "downgrade", "base", "--config", str(cfg)],
+                                input="n\n")
+    assert result.exit_code == 2 and "drop every table" in result.output
+    assert schema.current_revision(engine) == schema.head_revision()  # nothing dropped
+    result = CliRunner().invoke(cli, ["db", "downgrade", "base", "--yes", "--config", str(cfg)])
     assert result.exit_code == 0 and "base" in result.output
 
 

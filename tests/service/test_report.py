@@ -12,6 +12,7 @@ from libvirt_drs.service.report import MigrationRow, ReportData, run_as_plan, wr
 def _loads(cpu: dict[str, float], imbalance: float) -> ClusterLoads:
     return ClusterLoads(cpu=cpu, memory={h: v / 2 for h, v in cpu.items()},
                         vms={h: int(v * 10) for h, v in cpu.items()}, stale=(),
+                        maintenance=(), capacity={h: (2.0, 4096.0) for h in cpu},
                         imbalance_cpu=imbalance, imbalance_memory=imbalance / 2,
                         imbalance=imbalance, target=0.115, eligible_hosts=len(cpu))
 

@@ -18,6 +18,7 @@ from libvirt_drs.db.models import MigrationJob, PlannedMoveRow, PlanRow
 from libvirt_drs.errors import UserError
 from libvirt_drs.service.app import ServeOptions, Service, parse_shard, shard_hosts, shard_of
 from libvirt_drs.service.leader import AlwaysLeader, SqliteLease
+from libvirt_drs.windows import WindowState
 from tests.migrator.fakes import Behaviour
 from tests.service.fakes import cluster_config, fake_collect_job, skewed_cluster
 
@@ -178,3 +179,22 @@ def test_shards_split_hosts_stably() -> None:
     for bad in ("3/3", "x/2", "1", "-1/2"):
         with pytest.raises(UserError):
             parse_shard(bad)
+
+
+def test_outside_the_balancing_windows_automatic_mode_only_recommends(engine: Engine) -> None:
+    svc, hv = _service(engine)
+    closed = WindowState(False, time.time() + 3600, None)
+    svc.balance.window = lambda _now_s: closed
+    svc.start()
+    try:
+        assert _wait(lambda: any(r.moves for r in svc.balance.rounds), 15)
+    finally:
+        svc.stop()
+    assert set(hv.hosts["h1"].domains) == {f"vm{i}" for i in range(1, 7)}  # nothing moved
+    with engine.connect() as conn:
+        assert conn.execute(select(MigrationJob)).first() is None
+        plan = conn.execute(select(PlanRow).order_by(PlanRow.id)).first()
+    assert plan is not None and plan.mode == "manual" and plan.applied_s is None
+    assert "outside the balancing windows" in plan.notes
+    assert _metric(svc, "drs_balancing_window_open") == 0
+    assert _metric(svc, "drs_recommendations_pending") >= 1
