@@ -28,7 +28,7 @@ from libvirt_drs.migrator.admission import Limits
 from libvirt_drs.migrator.model import MigrationOptions
 from libvirt_drs.windows import WINDOW_EXPECTED, Window, parse_window, zone
 
-DEFAULT_CONFIG_PATH = "drs.toml"
+DEFAULT_CONFIG_PATH = "/etc/drs/drs.toml"
 CONFIG_ENV = "DRS_CONFIG"
 VM_HOST_KINDS = ("must", "must_not", "should", "should_not")
 BALANCER_MODES = ("automatic", "manual")
@@ -484,7 +484,7 @@ def _resolve_sqlite(url: str, path: str) -> str:
 
 
 def config_path(explicit: str | None) -> str:
-    """--config wins over DRS_CONFIG, which wins over ./drs.toml."""
+    """--config wins over DRS_CONFIG, which wins over /etc/drs/drs.toml."""
     return explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
 
 

@@ -55,7 +55,7 @@ class DrsGroup(click.Group):
 @click.group(cls=DrsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="drs")
 @click.option("--config", "config_path", metavar="PATH", envvar="DRS_CONFIG",
-              help="Config file (default ./drs.toml; env DRS_CONFIG).")
+              help="Config file (default /etc/drs/drs.toml; env DRS_CONFIG).")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: int) -> None:
@@ -74,6 +74,7 @@ def _register() -> None:
         collect_cmd,
         config_cmd,
         db_cmd,
+        files_cmd,
         hosts_cmd,
         lab_cmd,
         migrate_cmd,
@@ -85,7 +86,8 @@ def _register() -> None:
     commands = (config_cmd.config, db_cmd.db, lab_cmd.lab, collect_cmd.collect,
                 collect_cmd.status, *migrate_cmd.COMMANDS, *hosts_cmd.COMMANDS,
                 *plans_cmd.COMMANDS, *serve_cmd.COMMANDS,
-                balance_cmd.simulate_cmd, bench_cmd.bench, recommend_cmd.recommend)
+                balance_cmd.simulate_cmd, bench_cmd.bench, recommend_cmd.recommend,
+                files_cmd.files)
     for command in commands:
         cli.add_command(command)
 

@@ -67,7 +67,7 @@ def pass_app(f: Callable[..., Any]) -> Callable[..., Any]:
         return f(app, *args, **kwargs)
 
     return click.option("--config", "command_config", metavar="PATH",
-                        help="Config file (default ./drs.toml; env DRS_CONFIG).")(wrapper)
+                        help="Config file (default /etc/drs/drs.toml; env DRS_CONFIG).")(wrapper)
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 yes_option = click.option("--yes", "-y", is_flag=True,

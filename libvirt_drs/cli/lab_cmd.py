@@ -44,20 +44,23 @@ def lab() -> None:
 @click.option("--host-mem-mib", type=int, default=None,
               help="Configured memory capacity of each host [default: 4/3 of all guest RAM].")
 @click.option("--config-out", metavar="PATH", help="Write a ready drs config for the lab.")
+@click.option("--tls-dir", default="", metavar="DIR",
+              help="Hosts also listen for qemu+tls (port 16514) with these certificates: "
+                   "DIR/cacert.pem and DIR/<address>/servercert.pem, serverkey.pem.")
 @click.option("--boot-timeout", type=float, default=240.0, show_default=True,
               help="Seconds to wait for every guest's first heartbeat.")
 @json_option
 def up(name: str, n_hosts: int, n_vms: int, placement: str, burn: str | None,
        mem_mib: str | None, touch_mib: str | None, dirty_mib_s: int, disk_mib: int,
        storage: str, base_address: str, host_cpu_cores: float, host_mem_mib: int | None,
-       config_out: str | None, boot_timeout: float, as_json: bool) -> None:
+       config_out: str | None, tls_dir: str, boot_timeout: float, as_json: bool) -> None:
     """Start the lab: hosts in their own mount namespaces, guests burning CPU and memory."""
     from libvirt_drs.lab import Lab, build  # noqa: PLC0415
 
     spec = build(name=name, n_hosts=n_hosts, n_vms=n_vms, placement_text=placement, burn=burn,
                  mem=mem_mib, touch=touch_mib, dirty_mib_s=dirty_mib_s, disk_mib=disk_mib,
                  storage=storage, base_address=base_address, host_cpu_cores=host_cpu_cores,
-                 host_mem_mib=host_mem_mib)
+                 host_mem_mib=host_mem_mib, tls_dir=tls_dir)
     t0 = time.monotonic()
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/"
                   "{task.total}"), TimeElapsedColumn(), console=console, transient=as_json,

@@ -157,6 +157,23 @@ def migrate(app: AppContext, vm: str, destination: str, check_only: bool,
         raise click.exceptions.Exit(1)
 
 
+def _job_line(j: Any) -> str:
+    from libvirt_drs.operations import views  # noqa: PLC0415
+
+    started = (views.iso(j.started_s) or "")[5:19].replace("T", " ")
+    parts = [f"{j.id:>4} {j.vm_name} {j.source} -> {j.destination} {j.state}"]
+    if started:
+        parts.append(f"started {started}")
+    if j.total_ms:
+        parts.append(f"total {_ms(j.total_ms)}")
+    if j.downtime_ms is not None:
+        parts.append(f"downtime {_ms(j.downtime_ms)}")
+    if j.bytes_processed:
+        parts.append(f"{_size_mib(j.bytes_processed)} MiB")
+    line = ", ".join(parts)
+    return line + (f"\n       error: {j.error}" if j.error else "")
+
+
 def _size_mib(value: int | None) -> str:
     return f"{value / MIB:.1f}" if value else ""
 
@@ -173,6 +190,10 @@ def jobs(app: AppContext, limit: int, as_json: bool) -> None:
     rows = reads.jobs(app.cluster(), app.caller(), limit=limit)
     if as_json:
         print_json([views.job(j) for j in rows])
+        return
+    if console.width < 110:  # a table would cut cells: one job per line, the error below
+        for j in rows:
+            console.print(_job_line(j), highlight=False, markup=False)
         return
     table = Table(expand=False)
     for col, kw in (("id", {"justify": "right", "no_wrap": True}),

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from libvirt_drs.errors import UserError
 from libvirt_drs.lab import procs
-from libvirt_drs.lab.spec import LIBVIRT_TCP_PORT, host_uri
+from libvirt_drs.lab.spec import LIBVIRT_TCP_PORT, LIBVIRT_TLS_PORT, host_uri
 from libvirt_drs.lab.state import BIND_TARGETS, LabHost
 from libvirt_drs.libvirt_errors import quiet_libvirt
 
@@ -23,10 +23,19 @@ IMAGES_INSIDE = "/var/lib/libvirt/images"  # per-host storage: same path, distin
 POOL_NAME = "lab-images"
 
 
-def libvirtd_conf(address: str, host_uuid: str) -> str:
+def libvirtd_conf(address: str, host_uuid: str, tls_dir: str = "") -> str:
+    """TCP without authentication (lab only) and, with `tls_dir`, TLS with client
+    certificates signed by its CA: how production hosts are reached (docs/production.md)."""
+    tls = ("listen_tls = 0\n" if not tls_dir else
+           "listen_tls = 1\n"
+           f'tls_port = "{LIBVIRT_TLS_PORT}"\n'
+           f'ca_file = "{tls_dir}/cacert.pem"\n'
+           f'cert_file = "{tls_dir}/{address}/servercert.pem"\n'
+           f'key_file = "{tls_dir}/{address}/serverkey.pem"\n'
+           'auth_tls = "none"\n')
     return (
         "# drs lab host: lab use only (no authentication on TCP)\n"
-        "listen_tls = 0\n"
+        f"{tls}"
         "listen_tcp = 1\n"
         f'listen_addr = "{address}"\n'
         'auth_tcp = "none"\n'
@@ -55,10 +64,10 @@ def qemu_conf(address: str) -> str:
     )
 
 
-def new_host(name: str, address: str, lab_dir: Path) -> LabHost:
+def new_host(name: str, address: str, lab_dir: Path, tls_dir: str = "") -> LabHost:
     host_dir = lab_dir / "hosts" / name
     return LabHost(name=name, address=address, uri=host_uri(address),
-                     host_uuid=str(uuid.uuid4()), dir=str(host_dir))
+                   host_uuid=str(uuid.uuid4()), dir=str(host_dir), tls_dir=tls_dir)
 
 
 def address_in_use(address: str, port: int = LIBVIRT_TCP_PORT) -> bool:
@@ -81,7 +90,8 @@ def prepare(host: LabHost, caps_cache: Path | None = None) -> None:
             shutil.copy2(xml, dst / xml.name)
     (host.sub("lib") / "images").mkdir(exist_ok=True)
     (host.sub("log") / "qemu").mkdir(exist_ok=True)
-    (host.sub("etc") / "libvirtd.conf").write_text(libvirtd_conf(host.address, host.host_uuid))
+    (host.sub("etc") / "libvirtd.conf").write_text(libvirtd_conf(host.address, host.host_uuid,
+                                                                 host.tls_dir))
     (host.sub("etc") / "qemu.conf").write_text(qemu_conf(host.address))
 
 

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 CACHE_ENV = "DRS_LAB_CACHE"
 DEFAULT_CACHE = "/var/cache/drs-lab"
-GUEST_ASSETS = Path(__file__).resolve().parents[2] / "deploy" / "lab" / "guest"
+# libvirt_drs/deploy is the repository's deploy/ (a symlink), installed with the package
+GUEST_ASSETS = Path(__file__).resolve().parents[1] / "deploy" / "lab" / "guest"
 KERNEL_META_PACKAGE = "linux-image-amd64"
 
 

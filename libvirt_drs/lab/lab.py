@@ -63,7 +63,7 @@ class Lab:
         st = LabState(name=spec.name, dir=str(lab_dir), storage=spec.storage,
                       host_cpu_cores=spec.host_cpu_cores, host_mem_mib=spec.host_mem_mib,
                       kernel=str(img.kernel), initrd=str(img.initrd), created_at=time.time())
-        st.hosts = [host.new_host(h, spec.address(h), lab_dir) for h in spec.hosts]
+        st.hosts = [host.new_host(h, spec.address(h), lab_dir, spec.tls_dir) for h in spec.hosts]
         st.save()
         lab = cls(st)
         lab._t0 = t0

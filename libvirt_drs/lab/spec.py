@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from libvirt_drs.errors import UserError
 
@@ -15,6 +16,7 @@ DEFAULT_TOUCH_MIB = 64
 DEFAULT_DIRTY_MIB_S = 4
 DEFAULT_BASE_ADDRESS = "127.0.0.11"
 LIBVIRT_TCP_PORT = 16509
+LIBVIRT_TLS_PORT = 16514
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 
 
@@ -39,6 +41,9 @@ class LabSpec:
     storage: str = "shared"
     host_cpu_cores: float = 1.0
     host_mem_mib: int = 2048
+    # libvirtd also listens for TLS (qemu+tls, port 16514) with the certificates in this
+    # directory: cacert.pem, and <address>/servercert.pem + serverkey.pem per host
+    tls_dir: str = ""
 
     def address(self, host: str) -> str:
         return self.addresses[self.hosts.index(host)]
@@ -129,7 +134,8 @@ def build(name: str = "lab", n_hosts: int = 3, n_vms: int = 6, placement_text: s
           burn: str | None = None, mem: str | None = None, touch: str | None = None,
           dirty_mib_s: int = DEFAULT_DIRTY_MIB_S, disk_mib: int = 0, storage: str = "shared",
           base_address: str = DEFAULT_BASE_ADDRESS, host_cpu_cores: float = 1.0,
-          host_mem_mib: int | None = None, heartbeat_ms: int = 1000) -> LabSpec:
+          host_mem_mib: int | None = None, heartbeat_ms: int = 1000,
+          tls_dir: str = "") -> LabSpec:
     """Validate the `lab up` options into a LabSpec (raises UserError with the option name)."""
     check_name(name)
     if not 1 <= n_hosts <= 32:
@@ -162,5 +168,22 @@ def build(name: str = "lab", n_hosts: int = 3, n_vms: int = 6, placement_text: s
         host_mem_mib = max(1024, (sum(mems) * 4 // 3 + 255) // 256 * 256)
     if host_mem_mib <= 0:
         raise UserError(f"--host-mem-mib {host_mem_mib}: expected an integer > 0")
+    if tls_dir:
+        check_tls_dir(tls_dir, addresses(base_address, n_hosts))
     return LabSpec(name=name, hosts=hosts, addresses=addresses(base_address, n_hosts), vms=vms,
-                   storage=storage, host_cpu_cores=host_cpu_cores, host_mem_mib=host_mem_mib)
+                   storage=storage, host_cpu_cores=host_cpu_cores, host_mem_mib=host_mem_mib,
+                   tls_dir=str(Path(tls_dir).resolve()) if tls_dir else "")
+
+
+TLS_SERVER_FILES = ("servercert.pem", "serverkey.pem")
+
+
+def check_tls_dir(tls_dir: str, host_addresses: tuple[str, ...]) -> None:
+    """--tls-dir must hold cacert.pem and each host's server certificate and key."""
+    root = Path(tls_dir)
+    missing = [str(root / "cacert.pem")] if not (root / "cacert.pem").is_file() else []
+    missing += [str(root / a / f) for a in host_addresses for f in TLS_SERVER_FILES
+                if not (root / a / f).is_file()]
+    if missing:
+        raise UserError(f"--tls-dir {tls_dir}: missing {', '.join(missing[:3])}"
+                        + (f" and {len(missing) - 3} more" if len(missing) > 3 else ""))

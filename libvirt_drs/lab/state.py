@@ -42,6 +42,7 @@ class LabHost:
     mnt_ns: str = ""  # readlink /proc/<pid>/ns/mnt, to find every process of the namespace
     images_dir: str = ""  # where this host sees guest disks (same path on every host)
     past_mnt_ns: list[str] = field(default_factory=list)  # of killed libvirtds (guests may live on)
+    tls_dir: str = ""  # also listen for TLS with these certificates (spec.LabSpec.tls_dir)
 
     def sub(self, key: str) -> Path:
         return Path(self.dir) / key

@@ -87,7 +87,7 @@ def _max_concurrency(jobs: list[Any], key: str) -> int:
 
 def _promql(expr: str, range_s: int) -> str:
     return (expr.replace("$__rate_interval", "10s").replace("$__range", f"{range_s}s")
-            .replace("$host", ".*"))
+            .replace("$host", ".*").replace("$instance", ".*"))
 
 
 def _finite(result: list[dict]) -> bool:

@@ -87,7 +87,7 @@ def test_rule_naming_unknown_host_is_an_error() -> None:
 
 def test_config_path_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("DRS_CONFIG", raising=False)
-    assert config.config_path(None) == "drs.toml"
+    assert config.config_path(None) == "/etc/drs/drs.toml"
     monkeypatch.setenv("DRS_CONFIG", "/etc/drs/env.toml")
     assert config.config_path(None) == "/etc/drs/env.toml"
     assert config.config_path("/x.toml") == "/x.toml"
