@@ -268,7 +268,8 @@ def _bench_write(url: str, collector: Collector, n_hosts: int, cycles: int) -> d
 @click.command("collect")
 @click.option("--lab-config", type=click.Path(exists=True, dir_okay=False),
               help="(a) Poll every host of this config (e.g. the lab's) --polls times.")
-@click.option("--polls", type=click.IntRange(1), default=50, show_default=True)
+@click.option("--polls", type=click.IntRange(1), default=50, show_default=True,
+              help="(a) Polls of each host to time.")
 @click.option("--lab", "lab_name", default=None,
               help="(a) Name of the lab behind --lab-config: also report libvirtd CPU per poll.")
 @click.option("--parts", default=None,
@@ -281,9 +282,12 @@ def _bench_write(url: str, collector: Collector, n_hosts: int, cycles: int) -> d
 @click.option("--postgres-url", envvar=PG_ENV, default=None,
               help=f"PostgreSQL server for (b) and (c); a scratch database is created and "
                    f"dropped (env {PG_ENV}).")
-@click.option("--hosts", "n_hosts", type=click.IntRange(1), default=1000, show_default=True)
-@click.option("--vms", "n_vms", type=click.IntRange(0), default=20, show_default=True)
-@click.option("--cycles", type=click.IntRange(1), default=3, show_default=True)
+@click.option("--hosts", "n_hosts", type=click.IntRange(1), default=1000, show_default=True,
+              help="(c) Hosts of the simulated cycle (an in-process fake of the stats call).")
+@click.option("--vms", "n_vms", type=click.IntRange(0), default=20, show_default=True,
+              help="(c) VMs per host of the simulated cycle.")
+@click.option("--cycles", type=click.IntRange(1), default=3, show_default=True,
+              help="(c) Cycles to time (the first primes the CPU rates).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def collect(lab_config: str | None, polls: int, lab_name: str | None, parts: str | None, rows: int,
             batch: int, postgres_url: str | None, n_hosts: int, n_vms: int, cycles: int,

@@ -22,10 +22,14 @@ log = logging.getLogger("libvirt_drs.collect")
                    "cycle, exit.")
 @click.option("--prime-s", type=click.FloatRange(0.1, 600), default=2.0, show_default=True,
               help="With --once: seconds between the priming poll and the written one.")
+@click.option("--json", "as_json", is_flag=True,
+              help="With --once: print the cycle (hosts sampled or not, VMs, samples) as JSON.")
 @pass_app
-def collect(app: AppContext, once: bool, prime_s: float) -> None:
+def collect(app: AppContext, once: bool, prime_s: float, as_json: bool) -> None:
     """Sample every configured host each collector.interval_s and write the samples."""
     cfg = app.config
+    if as_json and not once:
+        raise UserError("--json needs --once (the loop logs one line per cycle)")
     if not cfg.hosts:
         raise UserError(f"{cfg.path}: hosts: no hosts configured, nothing to collect")
     from libvirt_drs.collect import CollectJob, one_cycle, run_forever  # noqa: PLC0415
@@ -46,6 +50,14 @@ def collect(app: AppContext, once: bool, prime_s: float) -> None:
             outcome = one_cycle(job, raise_errors=True)
             hosts = outcome.result.hosts if outcome else []
             failed = [h for h in hosts if not h.ok]
+            if as_json and outcome is not None:
+                print_json({"hosts": [{"name": h.name, "ok": h.ok, "error": h.error}
+                                      for h in hosts],
+                            "vms": len(outcome.result.vms),
+                            "vm_samples": outcome.written.vm_samples,
+                            "host_samples": outcome.written.host_samples,
+                            "poll_ms": round(outcome.result.duration_ms, 1),
+                            "write_ms": round(outcome.write_ms, 1)})
             if failed:
                 err_console.print(f"drs: {len(failed)} of {len(hosts)} hosts "
                                   "not sampled: " + "; ".join(f"{h.name}: {h.error}"

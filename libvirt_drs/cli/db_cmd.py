@@ -22,22 +22,24 @@ def db() -> None:
 
 @db.command("upgrade")
 @click.argument("revision", default="head")
+@json_option
 @pass_app
-def upgrade(app: AppContext, revision: str) -> None:
+def upgrade(app: AppContext, revision: str, as_json: bool) -> None:
     """Bring the database to REVISION (default: head); creates an empty database's schema."""
     from libvirt_drs.db import schema  # noqa: PLC0415
     from libvirt_drs.db.engine import make_engine  # noqa: PLC0415
 
     engine = make_engine(app.config.database_url)
     schema.upgrade(engine, revision)
-    console.print(f"database at {schema.current_revision(engine) or 'base'}", highlight=False)
+    _print_revision(schema.current_revision(engine), as_json)
 
 
 @db.command("downgrade")
 @click.argument("revision", default="-1")
 @yes_option
+@json_option
 @pass_app
-def downgrade(app: AppContext, revision: str, yes: bool) -> None:
+def downgrade(app: AppContext, revision: str, yes: bool, as_json: bool) -> None:
     """Step the schema back to REVISION (default: one step; `base` drops every table and
     its data). Asks first (--yes skips the question)."""
     from libvirt_drs.db import schema  # noqa: PLC0415
@@ -51,7 +53,7 @@ def downgrade(app: AppContext, revision: str, yes: bool) -> None:
                  "revisions added)")
     confirm(f"{redact(app.config.database_url)}: {what}?", yes)
     schema.downgrade(engine, revision)
-    console.print(f"database at {schema.current_revision(engine) or 'base'}", highlight=False)
+    _print_revision(schema.current_revision(engine), as_json)
 
 
 @db.command("current")
@@ -68,3 +70,10 @@ def current(app: AppContext, as_json: bool) -> None:
         print_json(data)
     else:
         console.print(f"current: {data['current'] or 'base'}  head: {data['head']}", highlight=False)
+
+
+def _print_revision(revision: str | None, as_json: bool) -> None:
+    if as_json:
+        print_json({"current": revision})
+    else:
+        console.print(f"database at {revision or 'base'}", highlight=False)

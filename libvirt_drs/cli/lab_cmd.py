@@ -22,8 +22,10 @@ def lab() -> None:
 
 @lab.command("up")
 @name_option
-@click.option("--hosts", "n_hosts", type=int, default=3, show_default=True)
-@click.option("--vms", "n_vms", type=int, default=6, show_default=True)
+@click.option("--hosts", "n_hosts", type=int, default=3, show_default=True,
+              help="libvirtd hosts, each in its own mount namespace on its own address.")
+@click.option("--vms", "n_vms", type=int, default=6, show_default=True,
+              help="Guests (TCG) burning CPU and dirtying memory.")
 @click.option("--placement", default="skewed", show_default=True,
               help="skewed (all on the first host), even, or one host per VM: h1,h1,h2 / 1,1,2.")
 @click.option("--burn", metavar="PCT[,PCT...]",
@@ -91,14 +93,18 @@ def up(name: str, n_hosts: int, n_vms: int, placement: str, burn: str | None,
 @lab.command("down")
 @name_option
 @click.option("--all", "all_labs", is_flag=True, help="Take down every lab on this machine.")
-def down(name: str, all_labs: bool) -> None:
+@json_option
+def down(name: str, all_labs: bool, as_json: bool) -> None:
     """Stop the lab's guests and libvirtds and remove its directory."""
     from libvirt_drs.lab import Lab, state  # noqa: PLC0415
 
     names = state.names() if all_labs else [name]
     for n in names:
         Lab.down_by_name(n)
-        console.print(f"lab {n} down")
+        if not as_json:
+            console.print(f"lab {n} down")
+    if as_json:
+        print_json({"down": names})
 
 
 @lab.command("status")

@@ -141,12 +141,14 @@ def _check_listen(value: str) -> None:
 
 @click.command("demo")
 @click.option("--name", default="demo", show_default=True, help="Lab name.")
-@click.option("--hosts", "n_hosts", type=click.IntRange(2, 8), default=3, show_default=True)
-@click.option("--vms", "n_vms", type=click.IntRange(2, 16), default=6, show_default=True)
+@click.option("--hosts", "n_hosts", type=click.IntRange(2, 8), default=3, show_default=True,
+              help="Lab hosts.")
+@click.option("--vms", "n_vms", type=click.IntRange(2, 16), default=6, show_default=True,
+              help="Lab guests, all started on the first host.")
 @click.option("--collect-interval", "collect_interval_s", type=_seconds, default=2.0,
-              show_default=True, metavar="S")
+              show_default=True, metavar="S", help="Seconds between collect cycles.")
 @click.option("--balance-interval", "balance_interval_s", type=_seconds, default=10.0,
-              show_default=True, metavar="S")
+              show_default=True, metavar="S", help="Seconds between balance rounds.")
 @click.option("--max-rounds", type=click.IntRange(1, 50), default=8, show_default=True,
               help="Stop after this many balance rounds even if not converged.")
 @click.option("--metrics-listen", default="127.0.0.1:9177", show_default=True,

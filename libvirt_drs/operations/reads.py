@@ -69,13 +69,13 @@ class ClusterStatus:
         """One line: within or above target, and whatever makes that figure incomplete."""
         missing = self.eligible_without_data
         if self.imbalance is None:
-            return "no eligible host with samples: run the collector (drs collect)"
-        if self.target is None:
+            text = "no eligible host with samples: run the collector (drs collect)"
+        elif self.target is None:
             text = ("level 1: balancing off" if self.aggressiveness == 1
                     else "no eligible host")
         else:
             text = "above target" if self.imbalance > self.target else "within target"
-        if missing:
+        if missing and self.imbalance is not None:
             text = (f"unknown, no load data for {', '.join(missing)} (the imbalance counts only "
                     f"the hosts with data; would be {text})")
         stale = [h.view.name for h in self.hosts if h.view.stale]

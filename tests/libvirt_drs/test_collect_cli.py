@@ -67,6 +67,13 @@ def test_collect_once_then_status_json(tmp_path: Path) -> None:
     assert [(v["name"], v["host"]) for v in data["vms"]] == [("test", "t1")]
     code, out, _ = _run(path, "status")
     assert code == 0 and "t1" in out and "imbalance" in out
+    down = next(line for line in out.splitlines() if "down" in line and "│" in line)
+    assert down.count("no data") == 2 and "0.0%" not in down  # unknown, never 0 %
+    assert "not counted (stale): down" in " ".join(out.split())
+    code, out, _ = _run(path, "collect", "--once", "--prime-s", "0.1", "--json")
+    assert code == 1
+    sampled = json.loads(out)
+    assert [(h["name"], h["ok"]) for h in sampled["hosts"]] == [("t1", True), ("down", False)]
 
 
 def test_collect_loop_logs_a_line_per_cycle_and_stops_cleanly(tmp_path: Path) -> None:
