@@ -14,8 +14,8 @@ _PUBLIC = {
     "HostState": "model", "Move": "model", "Plan": "model", "Policy": "model",
     "Rules": "model", "Unmovable": "model", "VmHostRule": "model", "VmState": "model",
     "host_eligible": "model", "DemandEstimator": "demand", "estimate_demand": "demand",
-    "estimate_spread": "demand", "plan": "planner", "render_html": "report",
-    "render_json": "report", "render_markdown": "report", "render_text": "report",
+    "estimate_spread": "demand", "plan": "planner", "render_json": "report",
+    "render_markdown": "report", "render_text": "report",
     "load_imbalance": "scoring", "snapshot_loads": "scoring", "target_imbalance": "scoring",
 }
 __all__ = sorted(_PUBLIC)

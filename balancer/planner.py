@@ -80,6 +80,7 @@ def _best_move(state: PlanState, candidates: Bool, current: float) -> tuple[int,
 
 def _reason(c: Cluster, vm: int, src: int, dest: int) -> str:
     cpu, mem = host_loads(c)
+    cpu, mem = np.maximum(cpu, 0.0), np.maximum(mem, 0.0)  # no "-0%" from float rounding
     return (f"balance: {c.host_names[src]} cpu {cpu[src]:.0%} mem {mem[src]:.0%} -> "
             f"{c.host_names[dest]} cpu {cpu[dest]:.0%} mem {mem[dest]:.0%} "
             f"(VM cpu {c.vm_cpu_cores[vm]:.2f} cores)")

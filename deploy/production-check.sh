@@ -21,6 +21,7 @@ lab=prod$$
 base=${DRS_PRODUCTION_BASE:-127.0.1.11}  # outside the test labs' blocks (127.0.0.x)
 pg_port=${DRS_PRODUCTION_PG_PORT:-54341}
 metrics_port=${DRS_PRODUCTION_METRICS_PORT:-9181}
+web_port=${DRS_PRODUCTION_WEB_PORT:-8181}
 prom_port=${DRS_PRODUCTION_PROMETHEUS_PORT:-9191}
 serve_pid= prom_pid=
 
@@ -141,6 +142,8 @@ config=$root/etc/drs/drs.toml
     echo "mode = \"manual\""
     echo "[service]"
     echo "metrics_listen = \"127.0.0.1:$metrics_port\""
+    echo "[web]"
+    echo "listen = \"127.0.0.1:$web_port\""
 } >"$config"
 chown root:drs "$config"
 chmod 0640 "$config"
@@ -172,7 +175,14 @@ for _ in $(seq 1 60); do
     sleep 0.5
 done
 curl -fsS "http://127.0.0.1:$metrics_port/healthz" || { cat "$work/serve.log"; fail "healthz"; }
-grep -q "serving: mode manual" "$work/serve.log" || { cat "$work/serve.log"; fail "start line"; }
+grep -q "serving: mode manual.*console on http://127.0.0.1:$web_port/" "$work/serve.log" \
+    || { cat "$work/serve.log"; fail "start line with the console URL"; }
+token=$(as_drs "$drs" tokens create ops --role operator)
+curl -fsS -o /dev/null "http://127.0.0.1:$web_port/login" || fail "the console's login page"
+curl -fsS -H "Authorization: Bearer $token" "http://127.0.0.1:$web_port/api/v1/status?vms=false" \
+    | grep -q '"name":"kvm-1"' || fail "the API's status"
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$web_port/api/v1/status")
+[ "$code" = 401 ] || fail "the API answered $code without a token"
 
 step 9 "Prometheus: the packaged scrape config and alert rules"
 mkdir -p "$work/prom"
@@ -206,5 +216,5 @@ rc=0
 wait "$serve_pid" || rc=$?
 serve_pid=
 [ "$rc" = 0 ] || { cat "$work/serve.log"; fail "drs serve exited $rc"; }
-if grep -q "$db_pw" "$work/serve.log"; then fail "the password reached the log"; fi
+if grep -q -e "$db_pw" -e "$token" "$work/serve.log"; then fail "a secret reached the log"; fi
 echo "production-check: OK"

@@ -15,6 +15,8 @@ APT_PACKAGES=(
     postgresql prometheus
     # fault injection (dropping a lab host's migration traffic on loopback)
     iptables
+    # the web console's end-to-end tests: a real headless browser and its WebDriver
+    chromium chromium-driver
 )
 
 # QEMU from Debian's bookworm-backports (10.x) on Debian 12: under QEMU 7.2's TCG, lab

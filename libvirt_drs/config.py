@@ -87,6 +87,11 @@ class HostConfig:
     group: str = field(default="default", metadata={"section": "hosts", **_NAME})
     # hosts sharing storage (no copy-storage needed)
     storage_group: str = field(default="default", metadata={"section": "hosts", **_NAME})
+    # free-form labels (ssd, gpu, rack-3): initial placement can ask for hosts with them
+    labels: tuple[str, ...] = field(default=(), metadata={
+        "section": "hosts", "toml": "list",
+        "check": lambda v: all(isinstance(x, str) and _name_ok(x) for x in v),
+        "expected": "a list of non-empty printable names"})
     # per-host overrides of migrator.max_outgoing_per_host / max_incoming_per_host
     max_outgoing: int | None = field(default=None, metadata={"section": "hosts", "ge": 1})
     max_incoming: int | None = field(default=None, metadata={"section": "hosts", "ge": 1})
@@ -172,6 +177,46 @@ class ServiceConfig:
         return int(self.metrics_listen.rsplit(":", 1)[1])
 
 
+def _file_or_empty(v: str) -> bool:
+    return v == "" or Path(v).is_file()
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """[web]: the REST API and the web console, served by `drs serve`."""
+
+    # where the console and /api/v1 listen; "" = not served
+    listen: str = field(default="127.0.0.1:8080", metadata={
+        "section": "web", "check": lambda v: v == "" or listen_ok(v),
+        "expected": f"{LISTEN_EXPECTED.replace('9177', '8080')}, or \"\" for no console"})
+    # HTTPS: both or neither (PEM files; the key readable by the drs user only)
+    tls_cert: str = field(default="", metadata={
+        "section": "web", "check": _file_or_empty, "expected": "an existing PEM file"})
+    tls_key: str = field(default="", metadata={
+        "section": "web", "check": _file_or_empty, "expected": "an existing PEM file"})
+    # a console login lasts this long
+    session_ttl_s: float = field(default=43200.0, metadata={
+        "section": "web", "gt": 0, "unit": "seconds"})
+
+    def invalid(self) -> tuple[str, str] | None:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            return ("tls_key" if self.tls_cert else "tls_cert",
+                    "expected tls_cert and tls_key together (HTTPS needs both)")
+        return None
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]")
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls_cert else 'http'}://{self.listen}/"
+
+
 @dataclass(frozen=True)
 class Config:
     path: str
@@ -182,6 +227,7 @@ class Config:
     migrator: MigratorConfig = field(default_factory=MigratorConfig)
     rules: Rules = field(default_factory=Rules)
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    web: WebConfig = field(default_factory=WebConfig)
 
     def host(self, name: str) -> HostConfig | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -372,7 +418,7 @@ def as_dict(cfg: Config) -> dict[str, Any]:
             "hosts": [settings_dict(h) for h in cfg.hosts],
             "balancer": settings_dict(cfg.balancer), "collector": settings_dict(cfg.collector),
             "migrator": settings_dict(cfg.migrator), "rules": dataclasses.asdict(cfg.rules),
-            "service": settings_dict(cfg.service)}
+            "service": settings_dict(cfg.service), "web": settings_dict(cfg.web)}
 
 
 def _hosts(path: str, raw: list[Mapping[str, Any]]) -> tuple[HostConfig, ...]:
@@ -464,7 +510,8 @@ def parse(text: str, path: str = DEFAULT_CONFIG_PATH) -> Config:
     values: dict[str, Any] = {}  # section.key -> value, for the `from` fields
     # [migrator] before [balancer]: the planner's Policy takes two [migrator] settings
     for name, cls in (("collector", CollectorConfig), ("migrator", MigratorConfig),
-                      ("balancer", BalancerConfig), ("rules", None), ("service", ServiceConfig)):
+                      ("balancer", BalancerConfig), ("rules", None), ("service", ServiceConfig),
+                      ("web", WebConfig)):
         sec = _Section(path, name, top.get(name, "table", {}))
         sections[name] = _rules(sec) if cls is None else _settings(cls, name, sec, values)
         sec.finish()

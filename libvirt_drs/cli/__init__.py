@@ -81,13 +81,14 @@ def _register() -> None:
         plans_cmd,
         recommend_cmd,
         serve_cmd,
+        tokens_cmd,
     )
 
     commands = (config_cmd.config, db_cmd.db, lab_cmd.lab, collect_cmd.collect,
                 collect_cmd.status, *migrate_cmd.COMMANDS, *hosts_cmd.COMMANDS,
                 *plans_cmd.COMMANDS, *serve_cmd.COMMANDS,
                 balance_cmd.simulate_cmd, bench_cmd.bench, recommend_cmd.recommend,
-                files_cmd.files)
+                files_cmd.files, tokens_cmd.tokens)
     for command in commands:
         cli.add_command(command)
 

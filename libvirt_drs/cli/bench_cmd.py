@@ -14,6 +14,7 @@ BENCHMARKS = {
     "plan": "libvirt_drs.cli.balance_cmd:bench_plan",
     "collect": "libvirt_drs.cli.bench_collect:collect",
     "migrate-soak": "libvirt_drs.cli.bench_soak:migrate_soak",
+    "web": "libvirt_drs.cli.bench_web:web",
 }
 
 
@@ -38,4 +39,4 @@ class LazyGroup(click.Group):
 @click.group("bench", cls=LazyGroup, lazy=BENCHMARKS)
 def bench() -> None:
     """Benchmarks: the planner (plan), the collector (collect), live migrations on a lab
-    (migrate-soak). Figures, not tests: see docs/benchmarks.md."""
+    (migrate-soak), the console and API (web). Figures, not tests: docs/benchmarks.md."""

@@ -17,7 +17,8 @@ FORMATS = ("table", "json", "markdown", "html")
 
 @click.command()
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-              help="Output format; html is one self-contained file with load charts.")
+              help="Output format; html is one self-contained file with the console's load "
+                   "charts (works offline).")
 @click.option("--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the report to this file (mode 0600, atomically; an existing symlink "
                    "or device is refused) instead of stdout.")
@@ -39,7 +40,9 @@ def recommend(app: AppContext, fmt: str, output: Path | None, as_json: bool) -> 
     elif fmt == "markdown":
         text = report.render_markdown(plan, snapshot)
     elif fmt == "html":
-        text = report.render_html(plan, snapshot)
+        from libvirt_drs.web.reports import plan_html  # noqa: PLC0415
+
+        text = plan_html(plan, snapshot)
     else:
         text = report.render_text(plan)
     if output is not None:

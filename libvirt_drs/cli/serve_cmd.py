@@ -49,6 +49,9 @@ def _quiet_scheduler_logs(level: int = logging.INFO) -> None:
 @click.option("--metrics-listen", metavar="ADDR:PORT",
               help="Serve /metrics and /healthz here [default: service.metrics_listen, "
               "127.0.0.1:9177].")
+@click.option("--web-listen", metavar="ADDR:PORT",
+              help="Serve the web console and /api/v1 here [default: web.listen, "
+                   "127.0.0.1:8080]; \"\" serves neither.")
 @click.option("--collect-shard", metavar="I/N",
               help="Collect only the hosts with crc32(name) mod N == I, whether leading or not "
               "(several processes share collection).")
@@ -60,8 +63,8 @@ def _quiet_scheduler_logs(level: int = logging.INFO) -> None:
 def serve(app: AppContext, mode: str | None, collect_interval_s: float | None,
           balance_interval_s: float | None, retention_interval_s: float | None,
           observe_interval_s: float, first_balance_delay_s: float | None, lease_s: float | None,
-          shutdown_grace_s: float | None, metrics_listen: str | None, collect_shard: str | None,
-          no_balance: bool, no_collect: bool) -> None:
+          shutdown_grace_s: float | None, metrics_listen: str | None, web_listen: str | None,
+          collect_shard: str | None, no_balance: bool, no_collect: bool) -> None:
     """Run the service: collect, balance and retention on schedules, /metrics, leader election.
 
     One process per cluster balances (the leader, through a lock in the database); others
@@ -76,11 +79,13 @@ def serve(app: AppContext, mode: str | None, collect_interval_s: float | None,
         raise UserError(f"{cfg.path}: hosts: no hosts configured, nothing to serve")
     if metrics_listen is not None:
         _check_listen(metrics_listen)
+    if web_listen:
+        _check_listen(web_listen, "--web-listen")
     opts = ServeOptions(
         mode=mode, collect_interval_s=collect_interval_s, balance_interval_s=balance_interval_s,
         retention_interval_s=retention_interval_s, observe_interval_s=observe_interval_s,
         first_balance_delay_s=first_balance_delay_s, lease_s=lease_s,
-        shutdown_grace_s=shutdown_grace_s, metrics_listen=metrics_listen,
+        shutdown_grace_s=shutdown_grace_s, metrics_listen=metrics_listen, web_listen=web_listen,
         shard=parse_shard(collect_shard) if collect_shard else None, balance=not no_balance,
         collect=not no_collect)
     if no_balance and no_collect:
@@ -133,10 +138,10 @@ def _exit_at_end_of_grace(stop: threading.Event, grace_s: float) -> None:
     threading.Thread(target=watchdog, name="grace-watchdog", daemon=True).start()
 
 
-def _check_listen(value: str) -> None:
-    """The same check as service.metrics_listen in the config."""
+def _check_listen(value: str, option: str = "--metrics-listen") -> None:
+    """The same check as service.metrics_listen and web.listen in the config."""
     if not listen_ok(value):
-        raise UserError(f"--metrics-listen {value!r}: expected {LISTEN_EXPECTED}")
+        raise UserError(f"{option} {value!r}: expected {LISTEN_EXPECTED}")
 
 
 @click.command("demo")
@@ -153,6 +158,8 @@ def _check_listen(value: str) -> None:
               help="Stop after this many balance rounds even if not converged.")
 @click.option("--metrics-listen", default="127.0.0.1:9177", show_default=True,
               metavar="ADDR:PORT", help="Where /metrics is served while the demo runs.")
+@click.option("--web-listen", default="127.0.0.1:8080", show_default=True, metavar="ADDR:PORT",
+              help="Where the web console is served while the demo runs (\"\" for none).")
 @click.option("--output", "report_path", metavar="PATH",
               help="Write the HTML report here (mode 0600) [default: reports/demo-<time>.html].")
 @click.option("--base-address", default="127.0.0.91", show_default=True,
@@ -160,7 +167,7 @@ def _check_listen(value: str) -> None:
 @click.option("--keep-lab", is_flag=True, help="Leave the lab running afterwards.")
 @click.option("--plain", is_flag=True, help="Log lines instead of the live table.")
 def demo(name: str, n_hosts: int, n_vms: int, collect_interval_s: float,
-         balance_interval_s: float, max_rounds: int, metrics_listen: str,
+         balance_interval_s: float, max_rounds: int, metrics_listen: str, web_listen: str,
          report_path: str | None, base_address: str, keep_lab: bool, plain: bool) -> None:
     """The live demo: a skewed lab, `drs serve` in automatic mode, the cluster converging.
 
@@ -177,7 +184,8 @@ def demo(name: str, n_hosts: int, n_vms: int, collect_interval_s: float,
     run_demo(DemoOptions(name=name, n_hosts=n_hosts, n_vms=n_vms,
                          collect_interval_s=collect_interval_s,
                          balance_interval_s=balance_interval_s, max_rounds=max_rounds,
-                         metrics_listen=metrics_listen, report_path=report_path,
+                         metrics_listen=metrics_listen, web_listen=web_listen,
+                         report_path=report_path,
                          base_address=base_address, keep_lab=keep_lab, live=not plain))
 
 

@@ -215,6 +215,22 @@ class AuditEvent(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
+class ApiToken(Base):
+    """A REST API / console credential: its name (the audit log's actor), role and the
+    SHA-256 of its secret (the secret itself is shown once, never stored)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # viewer | operator | admin
+    secret_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_s: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(255))
+    last_used_s: Mapped[float | None] = mapped_column(Float)
+    revoked_s: Mapped[float | None] = mapped_column(Float)
+
+
 class Lease(Base):
     """Leader lease (SQLite) and bookkeeping of who leads (both backends)."""
 

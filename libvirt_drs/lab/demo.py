@@ -43,6 +43,7 @@ class DemoOptions:
     balance_interval_s: float = 10.0
     max_rounds: int = 8
     metrics_listen: str = "127.0.0.1:9177"
+    web_listen: str = "127.0.0.1:8080"  # the console, while the demo runs; "" = none
     report_path: str | None = None
     keep_lab: bool = False
     live: bool = True
@@ -108,13 +109,17 @@ def serve_and_watch(lab, config_path: Path, opts: DemoOptions,  # type: ignore[n
     service = Service(cfg, engine, ServeOptions(
         mode="automatic", collect_interval_s=opts.collect_interval_s,
         balance_interval_s=opts.balance_interval_s, observe_interval_s=1.0,
-        shutdown_grace_s=opts.grace_s, metrics_listen=opts.metrics_listen), on_round=on_round)
+        shutdown_grace_s=opts.grace_s, metrics_listen=opts.metrics_listen,
+        web_listen=opts.web_listen), on_round=on_round)
     policy = policy_from_config(service.cfg)
     console.print(f"[bold]2/4[/] drs serve (automatic): collect every "
                   f"{opts.collect_interval_s:g} s, balance every {opts.balance_interval_s:g} s, "
                   f"metrics on http://{opts.metrics_listen}/metrics")
     t0 = time.time()
     service.start()
+    if service.web is not None:
+        console.print(f"      console on {service.web.url} (log in with a token: drs --config "
+                      f"{config_path} tokens create me --role operator)", highlight=False)
     try:
         if opts.live:
             with Live(live_view(service, t0), console=console, refresh_per_second=2) as live:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from libvirt_drs.db.plans import PlanRecord, mark_applied
+from libvirt_drs.db.plans import mark_applied
 from libvirt_drs.migrator.admission import choose
 from libvirt_drs.migrator.executor import ProgressCallback
 from libvirt_drs.migrator.model import Job, JobState, MoveRequest
@@ -199,6 +199,40 @@ def apply_plan(cl: Cluster, caller: Caller, plan_id: int, vm: str | None = None,
     return Applied(plan_id, tuple(cl.migrator.runner.submit(requests)), tuple(skipped))
 
 
-def latest_manual_plan(cl: Cluster, caller: Caller) -> PlanRecord | None:
-    found = reads.plan_list(cl, caller, limit=1, mode="manual")
-    return found[0] if found else None
+def record_recommendation(cl: Cluster, caller: Caller) -> int:
+    """Record what the balancer recommends now (after one collector cycle) as a manual
+    plan, to be reviewed and applied (`apply_plan`); its id."""
+    require(caller, Role.OPERATOR, "record recommendations")
+    planned = recommend(cl, caller, refresh=True)
+    return planning.record(cl, planned, mode="manual", trigger="recommend", actor=caller.name)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A host a VM could move to: its free capacity and every pre-check's verdict."""
+
+    host: str
+    free_cpu_cores: float | None  # capacity minus measured use; None: no data
+    free_mem_mib: float | None
+    state: str
+    check: MigrationCheck
+
+
+def migration_targets(cl: Cluster, caller: Caller, vm: str) -> tuple[str, list[Target]]:
+    """The migrate dialog: where `vm` runs, and for every other host its free CPU and
+    memory and the verdict of each pre-check (live, from libvirt)."""
+    require(caller, Role.VIEWER, "list migration targets")
+    source = locate(cl, vm)
+    views = {h.view.name: h.view for h in reads.cluster_status(cl, caller).hosts}
+    out = []
+    for h in cl.cfg.hosts:
+        if h.name == source:
+            continue
+        v = views.get(h.name)
+        free_cpu = (v.cpu_cores - v.cpu_cores_used if v and v.cpu_cores is not None
+                    and v.cpu_cores_used is not None else None)
+        free_mem = (v.mem_mib - v.mem_used_mib if v and v.mem_mib is not None
+                    and v.mem_used_mib is not None else None)
+        out.append(Target(h.name, free_cpu, free_mem, v.state if v else "unknown",
+                          check_migration(cl, caller, vm, h.name, source=source)))
+    return source, out

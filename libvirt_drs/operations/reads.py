@@ -11,15 +11,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from libvirt_drs.balancer.model import Rules
+from libvirt_drs.balancer.scoring import load_imbalance
 from libvirt_drs.db import audit, plans
 from libvirt_drs.db.jobs import SqlJobStore
 from libvirt_drs.db.snapshot import stale_after_s
 from libvirt_drs.db.status import HostView, VmView, cluster_imbalance, load_hosts, load_vms
 from libvirt_drs.db.status import target_imbalance as status_target
+from libvirt_drs.db.timeline import Timeline, load_timeline
 from libvirt_drs.migrator.model import Job, JobState
 from libvirt_drs.operations.caller import Caller, Role, require
 from libvirt_drs.operations.context import Cluster
-from libvirt_drs.operations.errors import NotFound
+from libvirt_drs.operations.errors import Invalid, NotFound
 from libvirt_drs.operations.planning import balancing_window
 from libvirt_drs.windows import WindowState
 
@@ -84,13 +87,25 @@ class ClusterStatus:
         return text
 
 
+def _window(cl: Cluster, window_s: float | None) -> float:
+    c = cl.cfg.collector
+    return window_s if window_s is not None else max(3 * c.interval_s, 60.0)
+
+
+def vm_list(cl: Cluster, caller: Caller, window_s: float | None = None,
+            now_s: float | None = None) -> list[VmView]:
+    """Every VM with its host and mean demand over the window (the VM list)."""
+    require(caller, Role.VIEWER, "list VMs")
+    return load_vms(cl.engine, cl.clock() if now_s is None else now_s, _window(cl, window_s))
+
+
 def cluster_status(cl: Cluster, caller: Caller, window_s: float | None = None,
-                   now_s: float | None = None) -> ClusterStatus:
+                   now_s: float | None = None, with_vms: bool = True) -> ClusterStatus:
+    """Hosts, imbalance and target, and (unless `with_vms` is False) every VM."""
     require(caller, Role.VIEWER, "read the cluster status")
     cfg = cl.cfg
     now = cl.clock() if now_s is None else now_s
-    c = cfg.collector
-    window = window_s if window_s is not None else max(3 * c.interval_s, 60.0)
+    window = _window(cl, window_s)
     configured = {h.name for h in cfg.hosts}
     views = [h for h in load_hosts(cl.engine, now, window, stale_after_s(cfg))
              if h.name in configured or not configured]
@@ -99,7 +114,7 @@ def cluster_status(cl: Cluster, caller: Caller, window_s: float | None = None,
     return ClusterStatus(
         now_s=now, window_s=window,
         hosts=tuple(HostStatus(h, _why_stale(h, now)) for h in views),
-        vms=tuple(load_vms(cl.engine, now, window)),
+        vms=tuple(load_vms(cl.engine, now, window)) if with_vms else (),
         imbalance=cluster_imbalance(views, policy.cpu_weight, policy.mem_weight),
         target=status_target(policy.aggressiveness, len(eligible)) if eligible else None,
         aggressiveness=policy.aggressiveness, mode=cfg.balancer.mode,
@@ -148,3 +163,60 @@ def audit_log(cl: Cluster, caller: Caller, limit: int = 100, *, actor: str | Non
     require(caller, Role.VIEWER, "read the audit log")
     return audit.events(cl.engine, limit, actor=actor, action_prefix=action_prefix,
                         subject=subject, before_id=before_id)
+
+
+@dataclass(frozen=True)
+class History:
+    timeline: Timeline
+    imbalance: tuple[float | None, ...]  # per bucket, over the hosts with data in it
+    target: float | None
+
+
+def history(cl: Cluster, caller: Caller, since_s: float, until_s: float,
+            step_s: float | None = None) -> History:
+    """Host loads and the imbalance over [since_s, until_s), in at most about 300 buckets."""
+    require(caller, Role.VIEWER, "read the history")
+    if until_s <= since_s:
+        raise Invalid("the history must end after it starts", "until")
+    step = step_s or max(cl.cfg.collector.interval_s, (until_s - since_s) / 300.0)
+    if (until_s - since_s) / step > 5000:
+        raise Invalid(f"step {step:g} s gives more than 5000 buckets", "step_s")
+    configured = {h.name for h in cl.cfg.hosts}
+    tl = load_timeline(cl.engine, since_s, until_s, step)
+    keep = [i for i, h in enumerate(tl.hosts) if h in configured or not configured]
+    tl = Timeline(tl.start_s, tl.step_s, tuple(tl.hosts[i] for i in keep),
+                  tuple(tl.cpu[i] for i in keep), tuple(tl.mem[i] for i in keep))
+    policy = cl.cfg.balancer.policy
+    imbalance: list[float | None] = []
+    for k in range(tl.buckets):
+        pairs = [(c[k], m[k]) for c, m in zip(tl.cpu, tl.mem, strict=True)
+                 if c[k] is not None and m[k] is not None]
+        if len(pairs) < 1:
+            imbalance.append(None)
+            continue
+        cpu, mem = zip(*pairs, strict=True)
+        imbalance.append(float(load_imbalance(cpu, mem, [True] * len(pairs),
+                                              policy.cpu_weight, policy.mem_weight)))
+    n = len(tl.hosts)
+    return History(tl, tuple(imbalance),
+                   status_target(policy.aggressiveness, n) if n else None)
+
+
+def rules_by_vm(rules: Rules) -> dict[str, list[str]]:
+    """For every VM a rule names: those rules, as an operator reads them (one pass over
+    the rules, so a list of 10,000 VMs costs nothing more)."""
+    out: dict[str, list[str]] = {}
+    for kind, groups in (("affinity", rules.affinity), ("anti-affinity", rules.anti_affinity)):
+        for g in groups:
+            for vm in g.vms:
+                out.setdefault(vm, []).append(
+                    f"{kind} {g.name!r} with {', '.join(v for v in g.vms if v != vm)}")
+    for r in rules.vm_host:
+        for vm in r.vms:
+            out.setdefault(vm, []).append(
+                f"{r.kind.replace('_', ' ')} run on {', '.join(r.hosts)} ({r.name!r})")
+    for vm in rules.pinned:
+        out.setdefault(vm, []).append("pinned: never moved by the balancer")
+    for vm in rules.excluded:
+        out.setdefault(vm, []).append("excluded: ignored by the balancer")
+    return out

@@ -10,13 +10,15 @@ import time
 from typing import Any
 
 from libvirt_drs.balancer import report
+from libvirt_drs.balancer.placement import Placement
 from libvirt_drs.db.audit import AuditRecord
 from libvirt_drs.db.plans import PlanRecord
+from libvirt_drs.db.status import VmView
 from libvirt_drs.migrator.model import Job, JobState
 from libvirt_drs.operations.hosts import Evacuation, Left
-from libvirt_drs.operations.moves import Applied, MigrationCheck
+from libvirt_drs.operations.moves import Applied, MigrationCheck, Target
 from libvirt_drs.operations.planning import Planned
-from libvirt_drs.operations.reads import ClusterStatus
+from libvirt_drs.operations.reads import ClusterStatus, History
 
 MIB = 1024 * 1024
 
@@ -135,3 +137,39 @@ def applied(a: Applied) -> dict[str, Any]:
 def audit_record(r: AuditRecord) -> dict[str, Any]:
     return {"id": r.id, "at": iso(r.ts_s), "actor": r.actor, "action": r.action,
             "subject": r.subject, "detail": r.detail}
+
+
+def vm(v: VmView, rules: list[str]) -> dict[str, Any]:
+    return {"name": v.name, "host": v.host, "state": v.state, "uuid": v.uuid, "vcpus": v.vcpus,
+            "cpu_cores": _round(v.cpu_cores), "mem_mib": _round(v.mem_used_mib, 1),
+            "mem_max_mib": v.mem_mib, "last_migrated_at": iso(v.last_migrated_s),
+            "rules": rules}
+
+
+def history(h: History) -> dict[str, Any]:
+    tl = h.timeline
+    return {"start_at": iso(tl.start_s), "start_s": tl.start_s, "step_s": tl.step_s,
+            "times": [iso(tl.start_s + k * tl.step_s) for k in range(tl.buckets)],
+            "hosts": {name: {"cpu_load": [_round(x) for x in tl.cpu[i]],
+                             "mem_load": [_round(x) for x in tl.mem[i]]}
+                      for i, name in enumerate(tl.hosts)},
+            "imbalance": [_round(x) for x in h.imbalance], "target": _round(h.target)}
+
+
+def targets(vm_name: str, source: str, found: list[Target]) -> dict[str, Any]:
+    return {"vm": vm_name, "source": source,
+            "targets": [{"host": t.host, "state": t.state,
+                         "free_cpu_cores": _round(t.free_cpu_cores, 2),
+                         "free_mem_mib": _round(t.free_mem_mib, 0), **check(t.check)}
+                        for t in found]}
+
+
+def placement(p: Placement) -> dict[str, Any]:
+    def cand(c: Any) -> dict[str, Any]:
+        return {"host": c.host, "imbalance_after": _round(c.imbalance_after),
+                "cpu_load_after": _round(c.cpu_load_after), "mem_load_after": _round(c.mem_load_after)}
+
+    return {"host": p.best.host if p.best else None, "imbalance_before": _round(p.imbalance_before),
+            "ranked": [cand(c) for c in p.ranked],
+            "excluded": [{"host": e.host, "constraint": e.constraint, "detail": e.detail}
+                         for e in p.excluded]}

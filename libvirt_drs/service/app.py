@@ -20,6 +20,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -42,6 +43,9 @@ from libvirt_drs.service.observe import MigrationObserver
 from libvirt_drs.service.scheduler import JobSpec, ServiceScheduler
 from libvirt_drs.service.shutdown import ShutdownReport, StopSignal, graceful_stop
 
+if TYPE_CHECKING:
+    from libvirt_drs.web.server import WebServer
+
 log = logging.getLogger("libvirt_drs.serve")
 DAY_S = 86400.0
 
@@ -62,6 +66,7 @@ class ServeOptions:
     balance: bool = True
     collect: bool = True
     first_balance_delay_s: float | None = None
+    web_listen: str | None = None  # the console and API; "" = not served
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -98,7 +103,9 @@ def effective_config(cfg: Config, opts: ServeOptions) -> Config:
         shutdown_grace_s=(cfg.service.shutdown_grace_s if opts.shutdown_grace_s is None
                           else opts.shutdown_grace_s),
         metrics_listen=opts.metrics_listen or cfg.service.metrics_listen)
-    return dataclasses.replace(cfg, balancer=balancer, collector=collector, service=service)
+    web = cfg.web if opts.web_listen is None else dataclasses.replace(cfg.web, listen=opts.web_listen)
+    return dataclasses.replace(cfg, balancer=balancer, collector=collector, service=service,
+                               web=web)
 
 
 class Service:
@@ -126,7 +133,7 @@ class Service:
         collect_hosts = shard_hosts(cfg.hosts, opts.shard) if opts.collect else ()
         if opts.shard is not None:
             log.info("collect shard %d/%d: %s", *opts.shard,
-                        ", ".join(h.name for h in collect_hosts) or "no host (nothing to collect)")
+                     ", ".join(h.name for h in collect_hosts) or "no host (nothing to collect)")
         self.collect_job = collect_job or (
             CollectJob(dataclasses.replace(cfg, hosts=collect_hosts), engine)
             if collect_hosts else None)
@@ -147,6 +154,7 @@ class Service:
         self._leader_thread = threading.Thread(target=self._keep_leadership, name="drs-leader",
                                                daemon=True)
         self.server: MetricsServer | None = None
+        self.web: WebServer | None = None
 
     # --- jobs ----------------------------------------------------------------
 
@@ -258,17 +266,34 @@ class Service:
         if serve_metrics:
             self.server = MetricsServer(s.metrics_host, s.metrics_port, self.metrics.registry,
                                         self.health).start()
+        if self.cfg.web.listen:
+            self.web = self._start_web()
         self._leader_thread.start()
         self.scheduler.start()
         log.info("serving: mode %s, collect every %g s (%d hosts), balance every %g s, "
-                    "metrics on http://%s:%d/metrics", self.cfg.balancer.mode,
-                    self.cfg.collector.interval_s,
-                    len(self.collect_job.cfg.hosts) if self.collect_job else 0,
-                    self.cfg.balancer.interval_s, s.metrics_host,
-                    self.server.port if self.server else 0)
+                 "metrics on http://%s:%d/metrics, console on %s", self.cfg.balancer.mode,
+                 self.cfg.collector.interval_s,
+                 len(self.collect_job.cfg.hosts) if self.collect_job else 0,
+                 self.cfg.balancer.interval_s, s.metrics_host,
+                 self.server.port if self.server else 0,
+                 self.web.url if self.web else "- (web.listen is empty)")
+
+    def _start_web(self) -> WebServer:
+        """The console and API: the same operations as the CLI, on this process's migrator
+        (its shutdown control aborts their migrations too)."""
+        from libvirt_drs.operations.context import Cluster  # noqa: PLC0415
+        from libvirt_drs.web.app import create_app  # noqa: PLC0415
+        from libvirt_drs.web.server import WebServer  # noqa: PLC0415
+
+        w = self.cfg.web
+        cluster = Cluster(self.cfg, self.engine, actor=ACTOR, migrator=self.migrator)
+        app = create_app(cluster, session_ttl_s=w.session_ttl_s)
+        return WebServer(app, w.host, w.port, w.tls_cert, w.tls_key).start()
 
     def stop(self) -> ShutdownReport:
         self.stop_signal.set("stop()")
+        if self.web is not None:  # no new actions from the console while stopping
+            self.web.stop()
         report = graceful_stop(self.scheduler, self.migrations, self.cfg.service.shutdown_grace_s,
                                self._release_leadership)
         self.metrics.leader.set(0)
@@ -295,10 +320,10 @@ class Service:
             self.stop_signal.wait()
         finally:
             log.info("%s: stopping (grace period %.0f s)", self.stop_signal.signal_name,
-                        self.cfg.service.shutdown_grace_s)
+                     self.cfg.service.shutdown_grace_s)
             report = self.stop()
             self.stop_signal.restore()
         log.info("stopped in %.1f s: %d migration(s) aborted, %d left running",
-                    report.duration_s, report.aborted, report.left_running)
+                 report.duration_s, report.aborted, report.left_running)
         return report
 

@@ -1,11 +1,12 @@
 """The HTML report of a service run (`drs demo`).
 
-The page is the balancer's plan report (balancer.report.render_html) of the run as one
-plan: the moves that were carried out, replayed over the snapshot of the first round
-(load charts before/after, the moves with their reasons). After it comes what only the
-service knows: measured loads before and after, the imbalance round by round, and every
-migration with its result and downtime. One self-contained file (inline CSS and SVG, no
-scripts, every value escaped), so it can be mailed or attached to a ticket as it is.
+What only the service knows comes first: measured loads before and after, the imbalance
+round by round against its target (a chart), and every migration with its result and
+downtime. Then the run as one plan (libvirt_drs/web/reports.py, the same page as `drs
+recommend --format html`): the moves carried out, replayed over the first round's
+snapshot, with the load charts before and after. One self-contained file (the console's
+charts and styles inlined, every value escaped) that can be mailed or attached to a
+ticket as it is.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from libvirt_drs.balancer import report as plan_report
 from libvirt_drs.balancer.model import ClusterSnapshot, Plan
 from libvirt_drs.files import write_private
 from libvirt_drs.migrator.model import JobState
 from libvirt_drs.service.balance import ClusterLoads, Round
+from libvirt_drs.web.reports import Page, plan_sections
 
 
 class MigrationRow(NamedTuple):
@@ -59,16 +60,6 @@ def run_as_plan(rounds: list[Round], after: ClusterLoads) -> Plan:
                        "first round's snapshot (measured loads below).",))
 
 
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:70em}
-table{border-collapse:collapse;margin:1em 0}
-th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
-th:first-child,td:first-child{text-align:left}
-th{background:#f3f3f3} .ok{color:#187a2f} .bad{color:#b3261e}
-.bar{display:inline-block;height:.8em;background:#4a7bd0;vertical-align:middle}
-"""
-
-
 def _e(value: object) -> str:
     return html.escape(str(value), quote=True)
 
@@ -81,53 +72,17 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def _load_cell(value: float | None) -> str:
-    width = 0 if value is None else max(0, min(100, int(value * 100)))
-    return f'{_pct(value)} <span class="bar" style="width:{width * 0.8:.0f}px"></span>'
-
-
 def _hosts_table(before: ClusterLoads, after: ClusterLoads) -> str:
     rows = []
     for h in sorted(set(before.cpu) | set(after.cpu)):
         rows.append(
-            f"<tr><td>{_e(h)}</td><td>{_load_cell(before.cpu.get(h))}</td>"
-            f"<td>{_load_cell(after.cpu.get(h))}</td><td>{_pct(before.memory.get(h))}</td>"
+            f"<tr><td>{_e(h)}</td><td>{_pct(before.cpu.get(h))}</td>"
+            f"<td>{_pct(after.cpu.get(h))}</td><td>{_pct(before.memory.get(h))}</td>"
             f"<td>{_pct(after.memory.get(h))}</td><td>{before.vms.get(h, 0)}</td>"
             f"<td>{after.vms.get(h, 0)}</td></tr>")
     return ("<table><tr><th>host</th><th>CPU before</th><th>CPU after</th><th>memory before"
             "</th><th>memory after</th><th>VMs before</th><th>VMs after</th></tr>"
             + "".join(rows) + "</table>")
-
-
-def _chart(rounds: list[Round], width: int = 560, height: int = 200) -> str:
-    """Imbalance at the start of each round against the target, as an inline SVG."""
-    if not rounds:
-        return "<p>No balance round ran.</p>"
-    finite_targets = [r.target for r in rounds if math.isfinite(r.target)]
-    top = max([r.imbalance_before for r in rounds] + finite_targets + [1e-6]) * 1.1
-    step = width / max(1, len(rounds) - 1) if len(rounds) > 1 else 0
-
-    def xy(i: int, v: float) -> str:
-        return f"{30 + i * step:.1f},{height - 20 - (v / top) * (height - 40):.1f}"
-
-    line = " ".join(xy(i, r.imbalance_before) for i, r in enumerate(rounds))
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width + 60}" height="{height}" '
-             'role="img" aria-label="imbalance per round">',
-             f'<polyline fill="none" stroke="#4a7bd0" stroke-width="2" points="{line}"/>']
-    if finite_targets:
-        t = finite_targets[-1]
-        parts.append(f'<line x1="30" x2="{30 + max(step * (len(rounds) - 1), 1):.1f}" '
-                     f'y1="{xy(0, t).split(",")[1]}" y2="{xy(0, t).split(",")[1]}" '
-                     'stroke="#b3261e" stroke-dasharray="6 4"/>')
-        parts.append(f'<text x="32" y="{float(xy(0, t).split(",")[1]) - 4:.1f}" font-size="11" '
-                     f'fill="#b3261e">target {t:.3f}</text>')
-    for i, r in enumerate(rounds):
-        x, y = xy(i, r.imbalance_before).split(",")
-        parts.append(f'<circle cx="{x}" cy="{y}" r="3" fill="#4a7bd0"/>'
-                     f'<text x="{x}" y="{height - 5}" font-size="11" text-anchor="middle">'
-                     f'{i + 1}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
 
 
 def _rounds_table(rounds: list[Round]) -> str:
@@ -166,8 +121,13 @@ def render_html(data: ReportData) -> str:
            f"{data.heartbeat_max_gap_s:.1f} s</li>")
     downtimes = [m.downtime_ms for m in data.migrations if m.downtime_ms is not None]
     down = f"<li>downtime: max {max(downtimes):.0f} ms</li>" if downtimes else ""
-    service = (
-        f"<style>{_CSS}</style>"
+    page = Page(data.title)
+    rounds = ("<p>No balance round ran.</p>" if not data.rounds else page.imbalance_chart(
+        "Imbalance at the start of each balance round, against the target",
+        [str(i + 1) for i in range(len(data.rounds))], "balance round",
+        [r.imbalance_before for r in data.rounds],
+        next((r.target for r in reversed(data.rounds) if math.isfinite(r.target)), None)))
+    page.sections.append(
         f"<h1>{_e(data.title)}</h1>"
         f"<p>{_e(time.strftime('%Y-%m-%d %H:%M:%S %Z', time.localtime(data.created_s)))}; "
         f"{data.duration_s:.0f} s of <code>drs serve</code> in automatic mode.</p>"
@@ -175,14 +135,13 @@ def render_html(data: ReportData) -> str:
         f"{a.target:.4f})</li><li>{conv}</li><li>{len(data.migrations)} migration(s), {ok} "
         f"succeeded</li>{down}{gap}</ul>"
         f"<h2>Hosts before and after (measured)</h2>{_hosts_table(b, a)}"
-        f"<h2>Imbalance per round</h2>{_chart(data.rounds)}{_rounds_table(data.rounds)}"
+        f'<h2>Imbalance per round</h2><section class="charts">{rounds}</section>'
+        f"{_rounds_table(data.rounds)}"
         f"<h2>Migrations</h2>{_migrations_table(data.migrations)}")
-    if data.snapshot is None:
-        return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-                f"<title>{_e(data.title)}</title></head><body>{service}</body></html>\n")
-    page = plan_report.render_html(run_as_plan(data.rounds, a), data.snapshot)
-    head, sep, tail = page.partition("<body>")
-    return head + sep + service + "<hr><h1>The run as one plan</h1>" + tail
+    if data.snapshot is not None:
+        page.sections.append("<hr><h1>The run as one plan</h1>")
+        plan_sections(page, run_as_plan(data.rounds, a), data.snapshot)
+    return page.render()
 
 
 def write_report(path: Path, data: ReportData) -> Path:

@@ -68,7 +68,9 @@ def test_wheel_has_one_top_level_package_with_the_schema_revisions(wheel: Path) 
     assert {t for t in tops if not t.endswith(".dist-info")} == {"libvirt_drs"}
     for part in ("balancer/scoring.py", "collectors/cycle.py", "migrator/executor.py",
                  "migrations/env.py", "migrations/script.py.mako",
-                 "migrations/versions/0001_initial_schema.py", *DEPLOY_FILES):
+                 "migrations/versions/0001_initial_schema.py", "web/templates/base.html",
+                 "web/static/console.js", "web/static/charts.js", "web/static/pages/vms.js",
+                 "web/static/vendor/chart.umd.min.js", *DEPLOY_FILES):
         assert f"libvirt_drs/{part}" in names, part
 
 

@@ -11,7 +11,7 @@ from libvirt_drs.operations import hosts, moves
 from libvirt_drs.operations.errors import Conflict, Forbidden, NotFound
 from libvirt_drs.operations.hosts import _with_rules
 from libvirt_drs.operations.planning import evacuation_snapshot
-from tests.operations.conftest import OPERATOR, VIEWER, Lab
+from tests.support.fake_cluster import OPERATOR, VIEWER, Lab
 
 
 def snapshot() -> ClusterSnapshot:

@@ -9,7 +9,7 @@ from libvirt_drs.db import audit
 from libvirt_drs.migrator.model import JobState
 from libvirt_drs.operations import moves, planning, reads
 from libvirt_drs.operations.errors import Conflict, Forbidden, Invalid, NotFound
-from tests.operations.conftest import OPERATOR, VIEWER, Lab
+from tests.support.fake_cluster import OPERATOR, VIEWER, Lab
 
 
 def _events(lab: Lab, actor: str) -> list[str]:

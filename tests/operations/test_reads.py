@@ -11,7 +11,7 @@ from libvirt_drs.balancer.report import render_markdown
 from libvirt_drs.db.models import Host, HostSample
 from libvirt_drs.operations import reads, views
 from libvirt_drs.service.metrics import DrsMetrics
-from tests.operations.conftest import VIEWER, Lab
+from tests.support.fake_cluster import VIEWER, Lab
 
 
 def test_a_host_that_stopped_answering_has_no_load_and_the_verdict_says_so(fake: Lab) -> None:

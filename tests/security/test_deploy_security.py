@@ -67,13 +67,15 @@ def test_metrics_listen_on_loopback_by_default() -> None:
     assert 'metrics_listen = "127.0.0.1:9177"' in example
 
 
-def test_serve_binds_metrics_to_loopback_by_default(tmp_path: Path) -> None:
-    """A real `drs serve` without --metrics-listen: its listening socket is 127.0.0.1:9177."""
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", 9177))
-        except OSError:
-            pytest.skip("127.0.0.1:9177 is taken on this machine (another drs serve?)")
+def test_serve_binds_metrics_and_console_to_loopback_by_default(tmp_path: Path) -> None:
+    """A real `drs serve` without --metrics-listen or --web-listen: it listens on
+    127.0.0.1:9177 (metrics) and 127.0.0.1:8080 (console, API) only."""
+    for port in (9177, 8080):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                pytest.skip(f"127.0.0.1:{port} is taken on this machine (another drs serve?)")
     from tests.security.common import driver_config  # noqa: PLC0415
     from tests.service.serve_proc import wait_for  # noqa: PLC0415
 
@@ -86,8 +88,8 @@ def test_serve_binds_metrics_to_loopback_by_default(tmp_path: Path) -> None:
             out = subprocess.run(["ss", "-Hltnp"], capture_output=True, text=True).stdout
             return [ln.split()[3] for ln in out.splitlines() if f"pid={proc.pid}," in ln]
 
-        assert wait_for(lambda: bool(listening()), 60), (tmp_path / "serve.log").read_text()
-        assert listening() == ["127.0.0.1:9177"]
+        assert wait_for(lambda: len(listening()) == 2, 60), (tmp_path / "serve.log").read_text()
+        assert sorted(listening()) == ["127.0.0.1:8080", "127.0.0.1:9177"]
     finally:
         proc.terminate()
         proc.wait(timeout=60)

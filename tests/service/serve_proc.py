@@ -50,14 +50,20 @@ def driver_config(tmp_path: Path, db_url: str, hosts: int = 2, extra: str = "") 
 
 
 class ServeProcess:
-    def __init__(self, config: Path, port: int, args: list[str], log: Path) -> None:
+    """`drs serve` with /metrics on `port` and the console on `web_port` (None: no console,
+    so that parallel processes never contend for its default port)."""
+
+    def __init__(self, config: Path, port: int, args: list[str], log: Path,
+                 web_port: int | None = None) -> None:
         self.port = port
+        self.web_port = web_port
         self.log = log
         self._out = log.open("wb")
+        web = f"127.0.0.1:{web_port}" if web_port else ""
         self.proc = subprocess.Popen(
             [*DRS, "--config", str(config), "serve", "--metrics-listen", f"127.0.0.1:{port}",
-             *args], stdout=self._out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+             "--web-listen", web, *args], stdout=self._out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True)
         self.pid = self.proc.pid
 
     def get(self, path: str) -> tuple[int, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Move, Plan, VmState
@@ -28,11 +29,14 @@ def test_report_has_before_after_rounds_and_migrations(tmp_path: Path) -> None:
     path = write_report(tmp_path / "r" / "demo.html", ReportData(
         "demo <lab>", 0.0, rounds, 3, before, after, migrations, 1.2, 42.0))
     text = path.read_text()
-    assert text.startswith("<!DOCTYPE html>") and "<script>" not in text
+    assert text.startswith("<!DOCTYPE html>") and "<td><script>" not in text
     assert "&lt;script&gt;" in text and "a &amp; b" in text and "demo &lt;lab&gt;" in text
     assert "0.4200 &rarr; 0.0200" in text and "converged: round 3" in text
     assert "2 migration(s), 1 succeeded" in text and "longest heartbeat gap 1.2 s" in text
-    assert text.count("<circle") == 3 and "target 0.115" in text
+    block = text.split('<script type="application/json" id="drs-charts">')[1].split("</script>")[0]
+    [chart] = json.loads(block)
+    assert chart["kind"] == "imbalance" and chart["values"] == [0.42, 0.2, 0.05]
+    assert chart["labels"] == ["1", "2", "3"] and chart["target"] == 0.115
 
 
 def test_report_embeds_the_balancer_plan_report_of_the_run(tmp_path: Path) -> None:
@@ -50,6 +54,6 @@ def test_report_embeds_the_balancer_plan_report_of_the_run(tmp_path: Path) -> No
         "demo", 0.0, [rnd], None, _loads({"h1": 0.8, "h2": 0.0}, 0.4), after, [], None, 5.0,
         snapshot=snap)).read_text()
     assert text.count("<body>") == 1 and text.count("</html>") == 1
-    assert "DRS plan" in text and "The run as one plan" in text
+    assert "The run as one plan" in text and "CPU load per host, before and after" in text
     assert "<td>vm1</td><td>h1</td><td>h2</td>" in text and "<td>vm2</td><td>h1</td>" not in text
     assert "not converged" in text

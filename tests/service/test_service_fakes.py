@@ -24,6 +24,7 @@ from tests.service.fakes import cluster_config, fake_collect_job, skewed_cluster
 
 FAST = ServeOptions(collect_interval_s=0.3, balance_interval_s=1.0, observe_interval_s=0.3,
                     first_balance_delay_s=1.0, shutdown_grace_s=4.0, metrics_listen="127.0.0.1:0",
+                    web_listen="",
                     lease_s=3.0)
 
 
