@@ -114,3 +114,39 @@ def test_maintenance_exit_marks_host_active(setup: tuple[str, FakeHypervisor]) -
     code, out = run(path, "audit", "--json")
     [event] = [e for e in json.loads(out) if e["action"] == "host.active"]
     assert event["subject"] == "h1" and event["actor"].startswith("cli:")
+
+
+def test_plans_list_show_apply_and_audit(setup: tuple[str, FakeHypervisor],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from libvirt_drs.balancer.model import Move, Plan  # noqa: PLC0415
+    from libvirt_drs.db.plans import record_plan  # noqa: PLC0415
+    from tests.service.fakes import fake_collect_job  # noqa: PLC0415
+
+    path, hv = setup
+    db = path.replace("drs.toml", "drs.sqlite")
+    engine = make_engine(f"sqlite:///{db}")
+    plan = Plan((Move("web", "h1", "h2", "balancing", "h1 hot", 0.4, 0.0, 1.0),), 0.4, 0.0, 0.1,
+                notes=("stopped at the per-host limit",))
+    import time  # noqa: PLC0415
+
+    plan_id = record_plan(engine, plan, mode="manual", plan_ms=1.0, now_s=time.time(),
+                          trigger="balance", actor="drs-serve")
+    # the inventory before applying: one collector cycle, here over the fake hypervisor
+    monkeypatch.setattr("libvirt_drs.operations.context.Cluster.refresh",
+                        lambda self: fake_collect_job(self.cfg, self.engine, hv, {}).run_cycle())
+    code, out = run(path, "plans", "--json")
+    [listed] = json.loads(out)
+    assert code == 0 and listed["id"] == plan_id and listed["applied_at"] is None
+    assert listed["notes"] == ["stopped at the per-host limit"]
+    code, out = run(path, "plans", "show", str(plan_id))
+    assert code == 0 and "h1 hot" in out and "not applied" in out
+    code, out = run(path, "plans", "apply", str(plan_id), stdin="n\n")
+    assert code == 2 and hv.where("web") == ["h1"]
+    code, out = run(path, "plans", "apply", str(plan_id), "--yes")
+    assert code == 0 and hv.where("web") == ["h2"], out
+    code, out = run(path, "plans", "show", str(plan_id), "--json")
+    shown = json.loads(out)
+    assert shown["applied_by"].startswith("cli:") and shown["moves"][0]["job_state"] == "succeeded"
+    code, out = run(path, "audit", "--action", "plan.", "--json")
+    assert [e["action"] for e in json.loads(out)] == ["plan.manual", "plan.applied"]
+    assert run(path, "plans", "apply", str(plan_id), "--yes")[0] == 2  # nothing left
