@@ -52,8 +52,10 @@ def place(snapshot: ClusterSnapshot, policy: Policy, name: str, cpu_cores: float
         allowed_hosts = tuple(sorted(h.name for h in snapshot.hosts if h.name in hosts))
         rules = replace(rules, vm_host=(*rules.vm_host, VmHostRule(
             "requested labels", "must", (name,), allowed_hosts or ("\x00none",))))
-    snap = replace(snapshot, hosts=(*snapshot.hosts, pseudo), vms=(*snapshot.vms, vm),
-                   rules=rules)
+    # a VM of that name already in the snapshot (one being restarted after its host
+    # failed) is the one placed here, not a second one
+    others = tuple(v for v in snapshot.vms if v.name != name)
+    snap = replace(snapshot, hosts=(*snapshot.hosts, pseudo), vms=(*others, vm), rules=rules)
     policy = replace(policy, copy_storage=True)  # its disks are created where it lands
     resolved = resolve(snap)
     vms = tuple(snap.vms[i] for i in resolved.vm_keep)

@@ -126,9 +126,14 @@ def _record(state: PlanState, chosen: dict[int, int]) -> list[Move]:
     left = sorted(chosen)
     while left:
         before = imbalance(c, p)
+        # only moves whose destination takes them now (a move that fits only after another
+        # one freed room waits for it: the order is the one the migrations may run in)
+        fits = [vm for vm in left if bool(allowed(state, np.array([vm]))[0, dest[vm]])]
+        pool = fits or left
         after = [float(moved_imbalance(c, p, np.array([vm]), np.array([dest[vm]]))[0, 0])
-                 for vm in left]
-        vm = left.pop(int(np.argmin(after)))
+                 for vm in pool]
+        vm = pool[int(np.argmin(after))]
+        left.remove(vm)
         src = chosen[vm]
         reason = _reason(c, vm, src, dest[vm])
         state.apply(vm, dest[vm])

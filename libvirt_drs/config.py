@@ -20,7 +20,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar, get_args, get_type_hints
+from typing import Any, TypeVar, get_args, get_origin, get_type_hints
 
 from libvirt_drs.balancer.model import GroupRule, Policy, Rules, VmHostRule  # the core's own types
 from libvirt_drs.errors import ConfigError
@@ -92,6 +92,15 @@ class HostConfig:
         "section": "hosts", "toml": "list",
         "check": lambda v: all(isinstance(x, str) and _name_ok(x) for x in v),
         "expected": "a list of non-empty printable names"})
+    # HA: an executable and its arguments that power the host off; exit 0 = it is off
+    # (e.g. ["fence_ipmilan", "--ip", "10.0.0.11", "--username", "admin", ...,
+    # "--action", "off"]). Without one, the host's VMs are never restarted elsewhere.
+    fence_command: tuple[str, ...] = field(default=(), metadata={
+        "section": "hosts", "toml": "list",
+        "check": lambda v: all(isinstance(x, str) and x for x in v),
+        "expected": "a list of non-empty strings: the command and its arguments"})
+    # HA: may VMs of a failed host be restarted here
+    ha_target: bool = field(default=True, metadata={"section": "hosts"})
     # per-host overrides of migrator.max_outgoing_per_host / max_incoming_per_host
     max_outgoing: int | None = field(default=None, metadata={"section": "hosts", "ge": 1})
     max_incoming: int | None = field(default=None, metadata={"section": "hosts", "ge": 1})
@@ -177,6 +186,36 @@ class ServiceConfig:
         return int(self.metrics_listen.rsplit(":", 1)[1])
 
 
+HA_PRIORITIES = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class HaGroup:
+    """VMs restarted elsewhere when their host fails: highest priority first, then `order`
+    (lower first) within a priority."""
+
+    name: str
+    vms: tuple[str, ...]
+    priority: str = "medium"
+    order: int = 0
+
+
+@dataclass(frozen=True)
+class HaConfig:
+    """[ha] and its [[ha.groups]]: restart the protected VMs of a failed host, after it is
+    fenced (libvirt_drs/ha)."""
+
+    enabled: bool = field(default=False, metadata={"section": "ha"})
+    # collector intervals without a successful poll before a host is suspected and fenced
+    failure_intervals: int = field(default=3, metadata={"section": "ha", "ge": 1})
+    fence_timeout_s: float = field(default=60.0, metadata={"section": "ha", "gt": 0,
+                                                           "unit": "seconds"})
+    groups: tuple[HaGroup, ...] = ()
+
+    def group_of(self, vm: str) -> HaGroup | None:
+        return next((g for g in self.groups if vm in g.vms), None)
+
+
 def _file_or_empty(v: str) -> bool:
     return v == "" or Path(v).is_file()
 
@@ -228,6 +267,7 @@ class Config:
     rules: Rules = field(default_factory=Rules)
     service: ServiceConfig = field(default_factory=ServiceConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    ha: HaConfig = field(default_factory=HaConfig)
 
     def host(self, name: str) -> HostConfig | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -325,7 +365,9 @@ def _coerce(value: Any, kind: str) -> Any:
 
 
 def _scalar(hint: Any) -> Any:
-    """int for `int` and `int | None`, and so on."""
+    """int for `int` and `int | None`, and so on (a tuple stays a tuple)."""
+    if get_origin(hint) is tuple:
+        return hint
     args = [a for a in get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
@@ -415,10 +457,19 @@ def settings_dict(obj: Any) -> dict[str, Any]:
 def as_dict(cfg: Config) -> dict[str, Any]:
     """The whole configuration as drs.toml spells it (`drs config check --json`)."""
     return {"path": cfg.path, "database_url": cfg.database_url,
-            "hosts": [settings_dict(h) for h in cfg.hosts],
+            "hosts": [{**settings_dict(h), "fence_command": _fence_shown(h.fence_command)}
+                      for h in cfg.hosts],
             "balancer": settings_dict(cfg.balancer), "collector": settings_dict(cfg.collector),
             "migrator": settings_dict(cfg.migrator), "rules": dataclasses.asdict(cfg.rules),
-            "service": settings_dict(cfg.service), "web": settings_dict(cfg.web)}
+            "service": settings_dict(cfg.service), "web": settings_dict(cfg.web),
+            "ha": {**settings_dict(cfg.ha), "groups": [dataclasses.asdict(g) for g in cfg.ha.groups]}}
+
+
+def _fence_shown(argv: tuple[str, ...]) -> str | None:
+    """A fence command's arguments often hold the BMC password: only its program is shown."""
+    if not argv:
+        return None
+    return argv[0] + (f" (+{len(argv) - 1} arguments, not shown)" if len(argv) > 1 else "")
 
 
 def _hosts(path: str, raw: list[Mapping[str, Any]]) -> tuple[HostConfig, ...]:
@@ -484,6 +535,39 @@ def _rules(s: _Section) -> Rules:
     )
 
 
+def _ha_groups(s: _Section) -> tuple[HaGroup, ...]:
+    groups: list[HaGroup] = []
+    seen: dict[str, str] = {}
+    for i, item in enumerate(s.get("groups", "tables", [])):
+        g = _Section(s.path, f"ha.groups[{i}]", item)
+        group = HaGroup(
+            name=g.get("name", "str", f"group-{i}"), vms=g.names("vms"),
+            priority=g.get("priority", "str", "medium", lambda v: v in HA_PRIORITIES,
+                           "high, medium or low"),
+            order=g.get("order", "int", 0))
+        if not group.vms:
+            raise g.fail("vms", "expected at least one VM name")
+        for vm in group.vms:
+            if vm in seen:
+                raise g.fail("vms", f"{vm!r} is already in HA group {seen[vm]!r}")
+            seen[vm] = group.name
+        g.finish()
+        groups.append(group)
+    return tuple(groups)
+
+
+def _check_ha(path: str, hosts: tuple[HostConfig, ...], ha: HaConfig) -> None:
+    """With HA on, every host must be fenceable: a failed host that cannot be fenced never
+    has its VMs restarted (they may still run), so the config says it up front."""
+    if not ha.enabled:
+        return
+    for i, h in enumerate(hosts):
+        if not h.fence_command:
+            raise ConfigError(path, f"hosts[{i}].fence_command",
+                              f"ha.enabled: host {h.name!r} needs a fence command (a failed "
+                              "host is restarted from only after it is fenced)")
+
+
 def _check_rule_hosts(path: str, cfg_hosts: tuple[HostConfig, ...], rules: Rules) -> None:
     names = {h.name for h in cfg_hosts}
     for i, rule in enumerate(rules.vm_host):
@@ -511,12 +595,15 @@ def parse(text: str, path: str = DEFAULT_CONFIG_PATH) -> Config:
     # [migrator] before [balancer]: the planner's Policy takes two [migrator] settings
     for name, cls in (("collector", CollectorConfig), ("migrator", MigratorConfig),
                       ("balancer", BalancerConfig), ("rules", None), ("service", ServiceConfig),
-                      ("web", WebConfig)):
+                      ("web", WebConfig), ("ha", HaConfig)):
         sec = _Section(path, name, top.get(name, "table", {}))
         sections[name] = _rules(sec) if cls is None else _settings(cls, name, sec, values)
+        if name == "ha":
+            sections[name] = dataclasses.replace(sections[name], groups=_ha_groups(sec))
         sec.finish()
     top.finish()
     _check_rule_hosts(path, hosts, sections["rules"])
+    _check_ha(path, hosts, sections["ha"])
     sections["migrator"] = _with_host_limits(sections["migrator"], hosts)
     return Config(path=path, database_url=_resolve_sqlite(url, path), hosts=hosts, **sections)
 

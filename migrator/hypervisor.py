@@ -108,6 +108,14 @@ class Hypervisor(Protocol):
     def remove_leftover(self, host: str, vm_name: str) -> bool:
         """Destroy and undefine a non-running copy of the domain on `host`; True if one was."""
 
+    def domain_xml(self, host: str, vm_name: str) -> str | None:
+        """The VM's definition (no secrets), None if the host does not have it (HA keeps
+        it to restart the VM elsewhere)."""
+
+    def define_and_start(self, host: str, xml: str) -> None:
+        """Define the VM on `host` and start it (HA's restart); the lock manager refuses a
+        disk in use elsewhere."""
+
 
 Sleep = Callable[[float], None]
 Clock = Callable[[], float]

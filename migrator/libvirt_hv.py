@@ -260,6 +260,22 @@ class LibvirtHypervisor:
     def remove_leftover(self, host: str, vm_name: str) -> bool:
         return self._call(host, lambda c: _remove_leftover(c, vm_name))
 
+    # -- HA (libvirt_drs.ha.HaHypervisor) ---------------------------------------------
+    def domain_xml(self, host: str, vm_name: str) -> str | None:
+        """The VM's definition as libvirt keeps it (no secrets: without VIR_DOMAIN_XML_SECURE),
+        None if the host does not have it."""
+        def read(conn: libvirt.virConnect) -> str | None:
+            dom = _lookup(conn, vm_name)
+            return None if dom is None else str(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        return self._call(host, read)
+
+    def define_and_start(self, host: str, xml: str) -> None:
+        """Define the VM on `host` (persistently) and start it; libvirt's lock manager
+        refuses the start if its disks are in use elsewhere."""
+        def run(conn: libvirt.virConnect) -> None:
+            conn.defineXML(xml).create()
+        self._call(host, run)
+
 
 def _alive(conn: libvirt.virConnect) -> bool:
     try:

@@ -75,6 +75,7 @@ def _register() -> None:
         config_cmd,
         db_cmd,
         files_cmd,
+        ha_cmd,
         hosts_cmd,
         lab_cmd,
         migrate_cmd,
@@ -88,7 +89,7 @@ def _register() -> None:
                 collect_cmd.status, *migrate_cmd.COMMANDS, *hosts_cmd.COMMANDS,
                 *plans_cmd.COMMANDS, *serve_cmd.COMMANDS,
                 balance_cmd.simulate_cmd, bench_cmd.bench, recommend_cmd.recommend,
-                files_cmd.files, tokens_cmd.tokens)
+                files_cmd.files, tokens_cmd.tokens, ha_cmd.ha)
     for command in commands:
         cli.add_command(command)
 

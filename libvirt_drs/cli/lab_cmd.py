@@ -107,6 +107,22 @@ def down(name: str, all_labs: bool, as_json: bool) -> None:
         print_json({"down": names})
 
 
+@lab.command("fence")
+@name_option
+@click.argument("host")
+@json_option
+def fence(name: str, host: str, as_json: bool) -> None:
+    """Power HOST of the lab off (SIGKILL its libvirtd, virtlockd and guests): the lab's
+    fence agent for HA. Exit 0 only when nothing of it runs any more."""
+    from libvirt_drs.lab import Lab  # noqa: PLC0415
+
+    Lab.load(name).kill_host(host)
+    if as_json:
+        print_json({"lab": name, "host": host, "off": True})
+    else:
+        console.print(f"lab {name}: {host} is off", highlight=False)
+
+
 @lab.command("status")
 @name_option
 @json_option

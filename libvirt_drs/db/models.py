@@ -231,6 +231,49 @@ class ApiToken(Base):
     revoked_s: Mapped[float | None] = mapped_column(Float)
 
 
+class HaHost(Base):
+    """The HA view of a host that failed: suspected (not answering), fenced (powered off:
+    its VMs are restarted elsewhere; not used again until cleared), fence_failed."""
+
+    __tablename__ = "ha_hosts"
+
+    host_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # suspected | fenced | fence_failed
+    since_s: Mapped[float] = mapped_column(Float)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    fence_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class HaRestart(Base):
+    """One VM of a fenced host to run elsewhere: waiting (no host fits yet), started
+    (defined and started on `destination`), running, or failed."""
+
+    __tablename__ = "ha_restarts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vm_name: Mapped[str] = mapped_column(String(255))
+    failed_host: Mapped[str] = mapped_column(String(255))
+    destination: Mapped[str | None] = mapped_column(String(255))
+    priority: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_s: Mapped[float] = mapped_column(Float)
+    updated_s: Mapped[float] = mapped_column(Float)
+    running_s: Mapped[float | None] = mapped_column(Float)
+
+
+class VmDefinition(Base):
+    """The last domain XML of an HA-protected VM, with the host it was read from."""
+
+    __tablename__ = "vm_definitions"
+
+    vm_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    host_name: Mapped[str] = mapped_column(String(255))
+    xml: Mapped[str] = mapped_column(Text)
+    xml_sha256: Mapped[str] = mapped_column(String(64))
+    updated_s: Mapped[float] = mapped_column(Float)
+
+
 class Lease(Base):
     """Leader lease (SQLite) and bookkeeping of who leads (both backends)."""
 

@@ -19,7 +19,8 @@ QEMU_BINARY = "/usr/bin/qemu-system-x86_64"
 def kernel_cmdline(vm: LabVm) -> str:
     # quiet: every console byte is an exit under TCG, and it keeps the serial log readable
     return (f"console=ttyS0 quiet loglevel=3 panic=-1 drs.burn={vm.burn_pct} "
-            f"drs.touch={vm.touch_mib} drs.dirty={vm.dirty_mib_s} drs.hb_ms={vm.heartbeat_ms}")
+            f"drs.touch={vm.touch_mib} drs.dirty={vm.dirty_mib_s} drs.hb_ms={vm.heartbeat_ms}"
+            + (" drs.disk=/dev/vda" if vm.disk_path else ""))
 
 
 def domain_xml(vm: LabVm, kernel: str, initrd: str) -> str:

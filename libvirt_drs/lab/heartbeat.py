@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-_LINE = re.compile(r"DRS-HB (\d+) (\d+\.\d+)(?: (\d+))?")
+_LINE = re.compile(r"DRS-HB (\d+) (\d+\.\d+)(?: (\d+))?(?: (\d+))?")
+_DISK_START = re.compile(r"DRS-DISK-START (\d+)")
 _MEMERR = re.compile(r"DRS-MEMERR [^\r\n]*")
 
 
@@ -19,12 +20,23 @@ class Beat(NamedTuple):
     counter: int
     timestamp: float  # guest wall clock, unix seconds
     mem_errors: int = 0  # pages the guest found not holding what it wrote, since boot
+    disk_writes: int = 0  # the write counter stored on its data disk (0: no disk)
 
 
 def parse(text: str) -> list[Beat]:
     """Every heartbeat in `text`, in order; kernel messages and torn lines are skipped."""
-    return [Beat(int(m.group(1)), float(m.group(2)), int(m.group(3) or 0))
+    return [Beat(int(m.group(1)), float(m.group(2)), int(m.group(3) or 0), int(m.group(4) or 0))
             for m in _LINE.finditer(text)]
+
+
+def disk_starts(path: str | Path) -> list[int]:
+    """The disk write counter each boot found on the guest's data disk, in boot order: a
+    guest restarted from the same disk starts where its writes stopped, not at 0."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    return [int(m.group(1)) for m in _DISK_START.finditer(text)]
 
 
 def memory_errors(path: str | Path) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -48,7 +49,11 @@ def libvirtd_conf(address: str, host_uuid: str, tls_dir: str = "") -> str:
 
 
 def qemu_conf(address: str) -> str:
+    """QEMU as root without virtlogd or cgroups, migration on the host's own address, and
+    libvirt's lock manager (virtlockd): a disk in use by one QEMU cannot be started by a
+    second, on this host or any other lab host (they share the image files)."""
     return (
+        'lock_manager = "lockd"\n'
         'user = "root"\n'
         'group = "root"\n'
         "dynamic_ownership = 0\n"
@@ -62,6 +67,12 @@ def qemu_conf(address: str) -> str:
         f'migration_address = "{address}"\n'
         f'migration_host = "{address}"\n'
     )
+
+
+# virtlockd leases every disk by locking the image file itself (no lockspace directory):
+# on the lab's shared storage that is one file for all hosts
+QEMU_LOCKD_CONF = "auto_disk_leases = 1\nrequire_lease_for_disks = 1\n"
+VIRTLOCKD_CONF = 'log_outputs = "3:file:/var/log/libvirt/virtlockd.log"\n'
 
 
 def new_host(name: str, address: str, lab_dir: Path, tls_dir: str = "") -> LabHost:
@@ -93,6 +104,8 @@ def prepare(host: LabHost, caps_cache: Path | None = None) -> None:
     (host.sub("etc") / "libvirtd.conf").write_text(libvirtd_conf(host.address, host.host_uuid,
                                                                  host.tls_dir))
     (host.sub("etc") / "qemu.conf").write_text(qemu_conf(host.address))
+    (host.sub("etc") / "qemu-lockd.conf").write_text(QEMU_LOCKD_CONF)
+    (host.sub("etc") / "virtlockd.conf").write_text(VIRTLOCKD_CONF)
 
 
 def start(host: LabHost) -> None:
@@ -100,8 +113,11 @@ def start(host: LabHost) -> None:
     binds = " && ".join(f"mkdir -p {target} && mount --bind {host.sub(key)} {target}"
                         for key, target in BIND_TARGETS.items())
     pidfile = Path(host.dir) / "libvirtd.pid"
-    script = (f"set -e; {binds}; exec libvirtd -f /etc/libvirt/libvirtd.conf "
-              f"-p {pidfile} --listen")
+    lockd_pid = Path(host.dir) / "virtlockd.pid"
+    lockd_pid.unlink(missing_ok=True)
+    # virtlockd first (libvirtd's lock manager talks to it over /run/libvirt/virtlockd-sock)
+    script = (f"set -e; {binds}; virtlockd -d -f /etc/libvirt/virtlockd.conf -p {lockd_pid}; "
+              f"exec libvirtd -f /etc/libvirt/libvirtd.conf -p {pidfile} --listen")
     logfile = open(Path(host.dir) / "libvirtd.stderr", "ab")  # noqa: SIM115 (child keeps it)
     try:
         proc = subprocess.Popen(
@@ -179,11 +195,31 @@ def daemon_pid(host: LabHost) -> list[int]:
     return [host.pid] if procs.alive(host.pid) and _is_libvirtd(host.pid) else []
 
 
+def lockd_pid(host: LabHost) -> list[int]:
+    pid = procs.read_pidfile(Path(host.dir) / "virtlockd.pid")
+    return [pid] if pid and procs.alive(pid) and _in_ns(pid, host) else []
+
+
+def kill(host: LabHost, timeout_s: float = 10.0) -> list[int]:
+    """A power cut: SIGKILL every process of the host (guests, virtlockd, libvirtd) at
+    once; returns the pids still alive after `timeout_s` (none, normally)."""
+    pids = [*guest_pids(host), *lockd_pid(host), *daemon_pid(host),
+            *(procs.pids_in_mnt_ns(host.mnt_ns) if host.mnt_ns else [])]
+    for pid in set(pids):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    procs.terminate(set(pids), timeout_s)
+    return [p for p in set(pids) if procs.alive(p)]
+
+
 def stop(hosts: list[LabHost], timeout_s: float = 3.0) -> None:
     """End every process of the hosts' mount namespaces: guests first (they are disposable,
     so SIGKILL), then libvirtd. The bind mounts vanish with the namespace."""
     procs.terminate([p for h in hosts for p in guest_pids(h)], timeout_s=0)
     procs.terminate([p for h in hosts for p in daemon_pid(h)], timeout_s)
+    procs.terminate([p for h in hosts for p in lockd_pid(h)], timeout_s)
     # Anything else still in a namespace (e.g. a QEMU whose pid file was lost).
     for h in hosts:
         rest = [p for ns in [h.mnt_ns, *h.past_mnt_ns] for p in procs.pids_in_mnt_ns(ns)]

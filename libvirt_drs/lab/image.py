@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,8 @@ def ensure(cache: Path | None = None) -> GuestImage:
     """Kernel and initramfs paths in the cache, building whatever is missing."""
     cache = cache or cache_dir()
     (cache / "images").mkdir(parents=True, exist_ok=True)
-    return GuestImage(kernel=ensure_kernel(cache), initrd=ensure_initrd(cache))
+    kernel = ensure_kernel(cache)
+    return GuestImage(kernel=kernel, initrd=ensure_initrd(cache, ensure_modules(cache, kernel)))
 
 
 def _sha(data: bytes) -> str:
@@ -138,34 +140,73 @@ def kernel_package(depends_output: str) -> str | None:
     return max(found)[1]
 
 
-def _extract_vmlinuz(deb: Path) -> bytes:
-    """Stream the package's data tar and stop at ./boot/vmlinuz-* (no full unpack)."""
+def _extract(deb: Path, wanted: Callable[[str], bool], count: int) -> dict[str, bytes]:
+    """Stream the package's data tar and keep the files `wanted` (no full unpack); stops
+    after `count` of them."""
     proc = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)
     assert proc.stdout is not None
+    found: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
             for member in tar:
-                if member.isfile() and member.name.lstrip("./").startswith("boot/vmlinuz-"):
+                name = member.name.lstrip("./")
+                if member.isfile() and wanted(name):
                     f = tar.extractfile(member)
                     assert f is not None
-                    return f.read()
+                    found[name] = f.read()
+                    if len(found) >= count:
+                        break
     finally:
         proc.stdout.close()
         proc.kill()
         proc.wait()
-    raise UserError(f"{deb}: no boot/vmlinuz-* inside; is it a linux-image package?")
+    return found
+
+
+def _extract_vmlinuz(deb: Path) -> bytes:
+    found = _extract(deb, lambda n: n.startswith("boot/vmlinuz-"), 1)
+    if not found:
+        raise UserError(f"{deb}: no boot/vmlinuz-* inside; is it a linux-image package?")
+    return next(iter(found.values()))
+
+
+# The virtio disk driver of the Debian kernel is a module (CONFIG_VIRTIO_BLK=m): a guest with
+# a data disk loads these, in this order (deploy/lab/guest/init).
+DISK_MODULES = ("virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+                "virtio_pci", "virtio_blk")
+
+
+def ensure_modules(cache: Path, kernel: Path) -> dict[str, bytes]:
+    """The disk modules of `kernel`, from its package (kept beside it in the cache)."""
+    folder = cache / "images" / f"modules-{kernel.name}"
+    if all((folder / f"{m}.ko").is_file() for m in DISK_MODULES):
+        return {m: (folder / f"{m}.ko").read_bytes() for m in DISK_MODULES}
+    deb = _kernel_deb(cache)
+    wanted = {f"{m}.ko" for m in DISK_MODULES}
+    found = _extract(deb, lambda n: n.startswith("lib/modules/") and n.rsplit("/", 1)[-1] in wanted,
+                     len(wanted))
+    by_name = {n.rsplit("/", 1)[-1][:-3]: data for n, data in found.items()}
+    missing = [m for m in DISK_MODULES if m not in by_name]
+    if missing:
+        raise UserError(f"{deb}: the kernel package lacks the modules {', '.join(missing)}")
+    folder.mkdir(parents=True, exist_ok=True)
+    for m, data in by_name.items():
+        (folder / f"{m}.ko").write_bytes(data)
+    return {m: by_name[m] for m in DISK_MODULES}
 
 
 # --- initramfs --------------------------------------------------------------
 
-def ensure_initrd(cache: Path) -> Path:
+def ensure_initrd(cache: Path, modules: dict[str, bytes] | None = None) -> Path:
     init = (GUEST_ASSETS / "init").read_bytes()
     source = (GUEST_ASSETS / "drs-burn.c").read_bytes()
     busybox_path = shutil.which("busybox")
     if busybox_path is None:
         raise UserError("busybox not found: apt-get install -y busybox-static")
     busybox = Path(busybox_path).read_bytes()
-    key = _sha(init + b"\0" + source + b"\0" + busybox)
+    modules = modules or {}
+    key = _sha(init + b"\0" + source + b"\0" + busybox + b"".join(
+        b"\0" + name.encode() + b"\0" + data for name, data in modules.items()))  # in load order
     index = cache / "images" / f"initrd-inputs-{key}"
     if index.is_file():
         built = cache / "images" / index.read_text().strip()
@@ -177,8 +218,12 @@ def ensure_initrd(cache: Path) -> Path:
         ("bin/busybox", 0o100755, busybox),
         ("bin/sh", 0o120777, b"busybox"),
         ("bin/drs-burn", 0o100755, burner),
+        *((f"lib/modules/{name}.ko", 0o100644, data) for name, data in sorted(modules.items())),
+        # the load order (dependencies first), read by the init
+        *([("lib/modules/order", 0o100644, "".join(f"{m}\n" for m in modules).encode())]
+          if modules else []),
     ]
-    dirs = ["bin", "dev", "proc", "sys", "tmp"]
+    dirs = ["bin", "dev", "proc", "sys", "tmp", "lib", "lib/modules"]
     initrd = _store(cache, "initrd", newc(dirs, files, devices=[("dev/console", 5, 1)]))
     index.write_text(initrd.name + "\n")
     return initrd

@@ -247,6 +247,15 @@ class Lab:
             os.kill(h.pid, signal.SIGKILL)
         procs.terminate([h.pid], timeout_s=10.0)  # waits (and reaps) until it is gone
 
+    def kill_host(self, host_name: str) -> None:
+        """A power cut of one host: every process of it (libvirtd, virtlockd, its QEMUs)
+        is SIGKILLed at once; `drs lab fence` does this and reports success (exit 0) only
+        when none is left."""
+        h = self.state.host(host_name)
+        left = host.kill(h)
+        if left:
+            raise UserError(f"lab host {host_name}: pids {left} survived SIGKILL")
+
     def start_host(self, host_name: str) -> None:
         """(Re)start a host's libvirtd, in a new namespace over the same directories."""
         h = self.state.host(host_name)

@@ -15,6 +15,7 @@ from libvirt_drs.db.audit import AuditRecord
 from libvirt_drs.db.plans import PlanRecord
 from libvirt_drs.db.status import VmView
 from libvirt_drs.migrator.model import Job, JobState
+from libvirt_drs.operations.ha import HaStatus
 from libvirt_drs.operations.hosts import Evacuation, Left
 from libvirt_drs.operations.moves import Applied, MigrationCheck, Target
 from libvirt_drs.operations.planning import Planned
@@ -173,3 +174,20 @@ def placement(p: Placement) -> dict[str, Any]:
             "ranked": [cand(c) for c in p.ranked],
             "excluded": [{"host": e.host, "constraint": e.constraint, "detail": e.detail}
                          for e in p.excluded]}
+
+
+def ha_status(s: HaStatus) -> dict[str, Any]:
+    return {
+        "enabled": s.enabled,
+        "protected": [{"vm": p.vm, "group": p.group, "priority": p.priority, "order": p.order,
+                       "host": p.host, "definition_saved_at": iso(p.definition_saved_s)}
+                      for p in s.protected],
+        "hosts": [{"host": h.host, "state": h.state, "since": iso(h.since_s),
+                   "detail": h.detail, "fence_attempts": h.fence_attempts} for h in s.hosts],
+        "restarts": [{"id": r.id, "vm": r.vm, "failed_host": r.failed_host,
+                      "destination": r.destination, "priority": r.priority, "state": r.state,
+                      "detail": r.detail, "created_at": iso(r.created_s),
+                      "running_at": iso(r.running_s),
+                      "seconds_to_running": None if r.running_s is None
+                      else round(r.running_s - r.created_s, 1)} for r in s.restarts],
+    }

@@ -44,6 +44,7 @@ from libvirt_drs.service.scheduler import JobSpec, ServiceScheduler
 from libvirt_drs.service.shutdown import ShutdownReport, StopSignal, graceful_stop
 
 if TYPE_CHECKING:
+    from libvirt_drs.ha.job import HaJob
     from libvirt_drs.web.server import WebServer
 
 log = logging.getLogger("libvirt_drs.serve")
@@ -145,6 +146,7 @@ class Service:
             on_round=on_round,
             move_requests=lambda moves, plan_id: move_requests(cfg, moves, plan_id),
             window=lambda now_s: balancing_window(cfg, now_s))
+        self.ha = self._ha_job() if cfg.ha.enabled else None
         self._reconcile_pending = True
         self._last_loads_s = 0.0
         self.scheduler = ServiceScheduler(self._jobs(), self.metrics,
@@ -175,7 +177,17 @@ class Service:
                 JobSpec("retention", self.retention, c.service.retention_interval_s,
                         first_delay_s=min(60.0, c.service.retention_interval_s)),
             ]
+            if self.ha is not None:  # the leader watches the hosts each collector interval
+                jobs.append(JobSpec("ha", self.ha, c.collector.interval_s))
         return jobs
+
+    def _ha_job(self) -> HaJob:
+        from libvirt_drs.ha.fence import CommandFencer  # noqa: PLC0415
+        from libvirt_drs.ha.job import HaJob  # noqa: PLC0415
+
+        fencer = CommandFencer({h.name: h.fence_command for h in self.cfg.hosts},
+                               self.cfg.ha.fence_timeout_s)
+        return HaJob(self.cfg, self.engine, self.migrator.hv, fencer, self.metrics)
 
     def collect(self) -> None:
         assert self.collect_job is not None
@@ -199,6 +211,9 @@ class Service:
 
     def observe(self) -> None:
         self.observer.observe()
+        from libvirt_drs.ha.job import publish  # noqa: PLC0415
+
+        publish(self.cfg, self.engine, self.metrics)
         now = time.monotonic()
         # a snapshot reads the demand window of every VM: once per collect cycle is enough
         if now - self._last_loads_s >= self.cfg.collector.interval_s:

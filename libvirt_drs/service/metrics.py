@@ -27,7 +27,7 @@ from prometheus_client import (
 from libvirt_drs import __version__
 from libvirt_drs.migrator.model import JOB_RESULTS
 
-JOB_NAMES = ("collect", "balance", "retention", "observe")
+JOB_NAMES = ("collect", "balance", "retention", "observe", "ha")
 MOVE_KINDS = ("mandatory", "balancing")
 RESOURCES = ("cpu", "memory", "combined")
 DIRECTIONS = ("outgoing", "incoming")
@@ -143,6 +143,22 @@ class DrsMetrics:
             "drs_host_running_migrations", "Live migrations running now, per host and direction.",
             ["host", "direction"], registry=r)
 
+        # high availability (libvirt_drs/ha)
+        self.ha_host_state = Gauge(
+            "drs_ha_host_state",
+            "1 for each host's HA state: ok, suspected (not answering), fenced (off; its VMs "
+            "restarted elsewhere; out of service until cleared) or fence_failed.",
+            ["host", "state"], registry=r)
+        self.ha_fences = Counter("drs_ha_fences_total", "Fence attempts, by result.",
+                                 ["result"], registry=r)
+        self.ha_restarts = Counter("drs_ha_restarts_total",
+                                   "HA restarts of protected VMs, by result.", ["result"],
+                                   registry=r)
+        self.ha_waiting = Gauge("drs_ha_restarts_waiting",
+                                "Protected VMs of fenced hosts waiting for a host that fits.",
+                                registry=r)
+        self.ha_protected = Gauge("drs_ha_protected_vms", "VMs in an HA group.", registry=r)
+
         # service
         self.leader = Gauge("drs_leader",
                             "1 if this process holds the cluster's balancer leader lock, else 0.",
@@ -176,6 +192,10 @@ class DrsMetrics:
             self.planner_moves.labels(kind)
         for mode in ("automatic", "manual"):
             self.planner_runs.labels(mode)
+        for outcome in ("running", "failed"):
+            self.ha_restarts.labels(outcome)
+        for outcome in ("succeeded", "failed"):
+            self.ha_fences.labels(outcome)
         self.leader.set(0)
 
     def set_host_gauges(self, cpu: Mapping[str, float], memory: Mapping[str, float],
@@ -201,6 +221,20 @@ class DrsMetrics:
                 cores, mib = capacity[host]
                 self.host_cpu_capacity.labels(host).set(cores)
                 self.host_memory_capacity.labels(host).set(mib * MIB_BYTES)
+
+    def record_ha(self, host_states: Mapping[str, str], waiting: int, protected: int) -> None:
+        """`host_states`: every host's HA state (ok when nothing happened to it)."""
+        self.ha_host_state.clear()
+        for host, state in sorted(host_states.items()):
+            self.ha_host_state.labels(host, state).set(1)
+        self.ha_waiting.set(waiting)
+        self.ha_protected.set(protected)
+
+    def count_fence(self, host: str, ok: bool) -> None:
+        self.ha_fences.labels("succeeded" if ok else "failed").inc()
+
+    def count_restart(self, result: str) -> None:
+        self.ha_restarts.labels(result).inc()
 
     def set_running_migrations(self, hosts: Iterable[str],
                                running: Iterable[tuple[str, str]]) -> None:

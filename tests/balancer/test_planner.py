@@ -205,3 +205,21 @@ def test_a_plan_stopped_by_the_pass_limit_says_so() -> None:
     result = plan(ClusterSnapshot(hosts, vms), Policy(max_moves_per_pass=1, max_moves_per_host=4))
     assert len(result.moves) == 1
     assert any("max_moves_per_pass = 1" in n for n in result.notes)
+
+
+def test_moves_are_listed_in_an_order_each_destination_takes_them() -> None:
+    """Found by the property test: v2 fits on h1 only after v4 left it (vCPU overcommit),
+    so the plan lists v4's move first, whatever move gains more."""
+    hosts = (HostState("h0", 4.0, 4096.0), HostState("h1", 2.0, 4096.0),
+             HostState("h2", 1.0, 2048.0), HostState("h3", 1.0, 2048.0))
+    vms = (VmState("v0", "h0", 0.0, 256.0), VmState("v1", "h2", 0.0, 256.0),
+           VmState("v2", "h3", 1.0, 2048.0), VmState("v3", "h1", 0.0, 256.0, vcpus=4),
+           VmState("v4", "h1", 1.0, 256.0, vcpus=2), VmState("v5", "h1", 0.0, 256.0),
+           VmState("v6", "h0", 0.0, 256.0), VmState("v7", "h3", 3.0, 256.0),
+           VmState("v8", "h1", 0.0, 256.0), VmState("v9", "h0", 0.0, 256.0))
+    snap = ClusterSnapshot(hosts, vms, Rules(pinned=("v7",)), now_s=100.0)
+    policy = Policy(aggressiveness=2, cpu_overcommit_ratio=4.0, max_moves_per_pass=2,
+                    max_moves_per_host=1, min_gain=0.0, mem_weight=0.0, cooldown_s=0.0)
+    result = plan(snap, policy)
+    assert [m.vm for m in result.moves] == ["v4", "v2"]
+    assert violations(snap, result, policy) == []

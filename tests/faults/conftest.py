@@ -107,11 +107,12 @@ def fault_lab(make_lab: Callable[..., Any]) -> Iterator[Any]:
 
 
 @contextmanager
-def dropped_migration_traffic(address: str) -> Iterator[str]:
-    """DROP TCP to `address`'s migration ports on loopback; removed exactly afterwards
-    (the rule carries a unique comment, deleted by its full spec)."""
+def dropped_migration_traffic(address: str, ports: str = MIGRATION_PORTS) -> Iterator[str]:
+    """DROP TCP to `address`'s `ports` on loopback (the migration ports by default; 16509
+    for libvirtd itself: a network partition); removed exactly afterwards (the rule
+    carries a unique comment, deleted by its full spec)."""
     tag = f"drs-fault-{uuid.uuid4().hex[:8]}"
-    rule = ["INPUT", "-i", "lo", "-d", address, "-p", "tcp", "--dport", MIGRATION_PORTS,
+    rule = ["INPUT", "-i", "lo", "-d", address, "-p", "tcp", "--dport", ports,
             "-m", "comment", "--comment", tag, "-j", "DROP"]
     subprocess.run(["iptables", "-I", *rule], check=True)
     try:

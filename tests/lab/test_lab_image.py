@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,8 @@ def test_guest_image_builds_from_an_empty_cache(tmp_path: Path) -> None:
     listing = subprocess.run(["cpio", "-t"], input=built.initrd.read_bytes(),
                              capture_output=True, check=True).stdout.decode().split()
     assert {"init", "bin/busybox", "bin/drs-burn"} <= set(listing)
+    # the virtio disk driver of the same kernel, for guests with a data disk
+    assert {f"lib/modules/{m}.ko" for m in image.DISK_MODULES} <= set(listing)
 
 
 @pytest.fixture(scope="module")
@@ -135,6 +138,31 @@ def test_guest_memory_self_check_names_a_flipped_word(burner: Path, tmp_path: Pa
     [report] = heartbeat.memory_errors(log)
     assert report.startswith("DRS-MEMERR page=512 word=7 ")  # the middle page of 4 MiB
     assert heartbeat.read(log)[-1].mem_errors == 1
+
+
+def test_guest_disk_counter_continues_across_restarts(burner: Path) -> None:
+    """The data disk holds the write counter: a second boot from the same disk starts
+    where the first stopped (what HA and disaster-recovery tests read from the disk)."""
+    with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:  # O_DIRECT: not on tmpfs
+        disk = Path(tmp) / "disk.img"
+        disk.write_bytes(b"\0" * 65536)
+        first = _run_burner(burner, f"drs.burn=1 drs.hb_ms=100 drs.disk={disk}", 1.2)
+        second = _run_burner(burner, f"drs.burn=1 drs.hb_ms=100 drs.disk={disk}", 1.2)
+    log1, log2 = Path(tmp + ".1"), Path(tmp + ".2")
+    try:
+        log1.write_text(first)
+        log2.write_text(second)
+        assert heartbeat.disk_starts(log1) == [0]
+        written = heartbeat.read(log1)[-1].disk_writes
+        assert written >= 5
+        [start] = heartbeat.disk_starts(log2)
+        # every write the first run printed is on the disk (and maybe the one it was
+        # killed before printing)
+        assert written <= start <= written + 1
+        assert heartbeat.read(log2)[0].disk_writes == start + 1
+    finally:
+        log1.unlink(missing_ok=True)
+        log2.unlink(missing_ok=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,

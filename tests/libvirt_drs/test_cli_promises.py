@@ -17,7 +17,8 @@ from libvirt_drs.cli import cli
 NO_REPORT = {("serve",), ("demo",)}
 # every command that moves VMs, changes a host's state or drops data
 CHANGES = {("migrate",), ("rebalance",), ("maintenance", "enter"), ("maintenance", "exit"),
-           ("evacuate",), ("plans", "apply"), ("db", "downgrade")}
+           ("evacuate",), ("plans", "apply"), ("db", "downgrade"), ("ha", "fenced"),
+           ("ha", "clear")}
 
 
 def _commands() -> Iterator[tuple[tuple[str, ...], click.Command]]:

@@ -81,6 +81,25 @@ class FakeHypervisor:
     def where(self, name: str) -> list[str]:
         return [h for h, fh in self.hosts.items() if name in fh.domains]
 
+    # -- HA (libvirt_drs.ha.HaHypervisor) ------------------------------------------------
+    def domain_xml(self, host: str, vm_name: str) -> str | None:
+        dom = self._host(host).domains.get(vm_name)
+        return None if dom is None else f"<domain><name>{vm_name}</name><memory unit='MiB'>" \
+            f"{dom.mem_mib}</memory></domain>"
+
+    def define_and_start(self, host: str, xml: str) -> None:
+        import re  # noqa: PLC0415
+
+        name = re.search(r"<name>([^<]+)</name>", xml)
+        mem = re.search(r"<memory unit='MiB'>(\d+)</memory>", xml)
+        assert name is not None and mem is not None
+        running = [fh.domains.get(name.group(1)) for fh in self.hosts.values()]
+        if any(d is not None and d.state is DomainRunState.RUNNING for d in running):
+            raise HypervisorError(f"{host}: resource busy: the disks of {name.group(1)} are "
+                                  "locked by another host (lock manager)")
+        self._host(host)
+        self.add_vm(host, name.group(1), mem_mib=int(mem.group(1)))
+
     # -- Protocol ---------------------------------------------------------------------
     def domain(self, host: str, vm_name: str) -> DomainInfo | None:
         with self.lock:

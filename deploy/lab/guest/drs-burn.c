@@ -9,9 +9,13 @@
  *   drs.hb_ms=MS    heartbeat period in ms (default 1000, at least 50)
  *   drs.corrupt_at_s=S  flip one word of the touched area after S seconds (proves the
  *                   self-check reports it; tests only)
+ *   drs.disk=PATH   a data disk (the lab's /dev/vda) the guest writes continuously: at
+ *                   start it reads the last write counter stored there and prints
+ *                   "DRS-DISK-START <counter>", then every heartbeat stores counter + 1
+ *                   with the time (O_DIRECT | O_DSYNC: on the disk when the line prints)
  * On a host, argv[1] replaces /proc/cmdline (tests run the burner outside a guest).
- * Writes "DRS-HB <counter> <unix time> <mem errors>" to stdout (the serial console) every
- * period.
+ * Writes "DRS-HB <counter> <unix time> <mem errors> <disk counter>" to stdout (the serial
+ * console) every period; the disk counter is 0 without a disk.
  *
  * Memory self-check: every page of the touched area holds a pattern derived from its
  * index and its generation (how often it was rewritten). Re-dirtying a page first verifies
@@ -27,6 +31,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <fcntl.h>
 
 #define PERIOD_NS 100000000L
 #define PAGE 4096L
@@ -96,6 +101,45 @@ static int verify(unsigned long long *page, long i, unsigned int g)
     return 1;
 }
 
+/* The data disk: block 0 holds "DRS-DISK <counter> <unix time>\n" (a 4 KiB aligned
+ * write, so the record is whole after a crash). */
+static int disk_fd = -1;
+static char *disk_block;
+static unsigned long disk_counter;
+
+static void disk_open(const char *cmdline)
+{
+    const char *p = strstr(cmdline, "drs.disk=");
+    if (!p)
+        return;
+    char path[128];
+    if (sscanf(p + strlen("drs.disk="), "%127s", path) != 1)
+        return;
+    for (int tries = 0; tries < 100 && disk_fd < 0; tries++) {  /* the driver binds async */
+        disk_fd = open(path, O_RDWR | O_DIRECT | O_DSYNC);
+        if (disk_fd < 0)
+            usleep(50000);
+    }
+    if (disk_fd < 0 || posix_memalign((void **)&disk_block, 4096, 4096) != 0) {
+        printf("DRS-ERROR cannot open the data disk %s\n", path);
+        disk_fd = -1;
+        return;
+    }
+    if (pread(disk_fd, disk_block, 4096, 0) == 4096)
+        sscanf(disk_block, "DRS-DISK %lu", &disk_counter);
+    printf("DRS-DISK-START %lu\n", disk_counter);
+}
+
+static void disk_write(long long wall_ns)
+{
+    if (disk_fd < 0)
+        return;
+    memset(disk_block, 0, 4096);
+    snprintf(disk_block, 4096, "DRS-DISK %lu %lld\n", disk_counter + 1, wall_ns / 1000000000LL);
+    if (pwrite(disk_fd, disk_block, 4096, 0) == 4096)
+        disk_counter++;
+}
+
 int main(int argc, char **argv)
 {
     char cmdline[4096] = "";
@@ -147,6 +191,7 @@ int main(int argc, char **argv)
     }
     printf("DRS-READY burn=%ld touch=%ld dirty=%ld hb_ms=%ld verify=on clocksource=%s\n", burn,
            touch_mib, dirty_mib_s, hb_ms, clocksource);
+    disk_open(cmdline);
 
     unsigned long counter = 0;
     long long start = now_ns(CLOCK_MONOTONIC);
@@ -212,8 +257,9 @@ int main(int argc, char **argv)
         if (t >= next_hb) {
             long long wall = now_ns(CLOCK_REALTIME);
             counter++;
-            printf("DRS-HB %lu %lld.%06lld %llu\n", counter, wall / 1000000000LL,
-                   (wall % 1000000000LL) / 1000LL, mem_errors);
+            disk_write(wall);
+            printf("DRS-HB %lu %lld.%06lld %llu %lu\n", counter, wall / 1000000000LL,
+                   (wall % 1000000000LL) / 1000LL, mem_errors, disk_counter);
             next_hb += hb_ns;
             if (next_hb < t)  /* paused for a long time: do not burst */
                 next_hb = t + hb_ns;
