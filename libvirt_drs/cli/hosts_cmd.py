@@ -50,6 +50,17 @@ def print_preview(evac: Any, what: str) -> None:
         err_console.print(f"note: {note}", highlight=False, markup=False)
 
 
+def _previewed(preview: Any, what: str, dry_run: bool, as_json: bool) -> bool:
+    """Show what would move (the whole answer of a dry run); True when it was a dry run."""
+    from libvirt_drs.operations import views  # noqa: PLC0415
+
+    if dry_run and as_json:
+        print_json(views.evacuation(preview))
+    elif not as_json:
+        print_preview(preview, what + (" (dry run)" if dry_run else ""))
+    return dry_run
+
+
 def _print_left(left: list[Any]) -> None:
     for item in left:
         console.print(f"not moved: {item.vm} on {item.host}: {item.reason}", highlight=False,
@@ -77,14 +88,8 @@ def maintenance_enter(app: AppContext, host: str, dry_run: bool, yes: bool,
     cl = app.cluster() if dry_run else action_cluster(app)
     caller = app.caller()
     preview = hosts.plan_maintenance(cl, caller, host)
-    if dry_run:
-        if as_json:
-            print_json(views.evacuation(preview))
-        else:
-            print_preview(preview, f"maintenance of {host} (dry run)")
+    if _previewed(preview, f"maintenance of {host}", dry_run, as_json):
         return
-    if not as_json:
-        print_preview(preview, f"maintenance of {host}")
     confirm(f"put {host} into maintenance and move {len(preview.moves)} VM(s) off it?", yes)
     evac = hosts.request_maintenance(cl, caller, host)
     done = run_with_progress(cl, evac.jobs, quiet=as_json)
@@ -138,14 +143,9 @@ def evacuate(app: AppContext, group: str, to_group: str | None, dry_run: bool, y
     cl = app.cluster() if dry_run else action_cluster(app)
     caller = app.caller()
     preview = hosts.plan_evacuation(cl, caller, group, to_group)
-    if dry_run:
-        if as_json:
-            print_json(views.evacuation(preview))
-        else:
-            print_preview(preview, f"evacuation of group {group} (dry run)")
+    if _previewed(preview, f"evacuation of group {group} ({', '.join(preview.hosts)})",
+                  dry_run, as_json):
         return
-    if not as_json:
-        print_preview(preview, f"evacuation of group {group} ({', '.join(preview.hosts)})")
     confirm(f"put {len(preview.hosts)} host(s) of group {group} into maintenance "
             f"({', '.join(preview.hosts)}) and move {len(preview.moves)} VM(s) away?", yes)
     evac = hosts.request_evacuation(cl, caller, group, to_group)

@@ -22,31 +22,18 @@ from libvirt_drs.operations.caller import cli_caller
 from libvirt_drs.operations.context import Cluster
 from tests.e2e.test_serve_lab import _setup
 from tests.service.serve_proc import ServeProcess, free_port, wait_for
+from tests.support.browser import available as browser_available
+from tests.support.browser import chromium
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(900)]
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = REPO / "reports" / "console-e2e"
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-
-
-def _browser(profile: Path) -> Any:
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--no-first-run", "--window-size=1400,1000",
-                 f"--user-data-dir={profile}"):
-        opts.add_argument(flag)
-    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
 
 
 @pytest.fixture
 def console(lab: Any, tmp_path: Path) -> Iterator[tuple[Any, str, str, Any]]:
     """(browser, console URL, operator token, the serve process) on the skewed lab."""
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+    if not browser_available():
         pytest.fail("chromium and chromium-driver are not installed (deploy/setup.sh does)")
     lab.reset_placement()
     config, engine = _setup(lab, tmp_path)
@@ -64,7 +51,7 @@ def console(lab: Any, tmp_path: Path) -> Iterator[tuple[Any, str, str, Any]]:
         assert wait_for(lambda: serve.get("/healthz")[0] == 200, 60), serve.log.read_text()
         assert f"console on http://127.0.0.1:{web_port}/" in serve.log.read_text()
         time.sleep(6)  # three collect cycles: every VM has a CPU rate
-        browser = _browser(tmp_path / "chromium")
+        browser = chromium(tmp_path / "chromium")
         yield browser, f"http://127.0.0.1:{web_port}", secret, serve
     finally:
         if browser is not None:

@@ -9,13 +9,12 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
-import pytest
-
 from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Policy, VmState
 from libvirt_drs.balancer.planner import plan
 from libvirt_drs.web.reports import plan_html
-
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+from tests.conftest import _skip_or_fail
+from tests.support.browser import available as browser_available
+from tests.support.browser import chromium
 
 
 def _snapshot() -> ClusterSnapshot:
@@ -55,20 +54,12 @@ def test_a_name_cannot_close_the_data_block() -> None:
 
 
 def test_report_charts_draw_in_chromium(tmp_path: Path) -> None:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("chromium and chromium-driver are not installed (deploy/setup.sh does)")
-    from selenium import webdriver  # noqa: PLC0415
-    from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
-
+    if not browser_available():
+        _skip_or_fail("chromium and chromium-driver are not installed (deploy/setup.sh does)")
     snap = _snapshot()
     path = tmp_path / "plan.html"
     path.write_text(plan_html(plan(snap, Policy(aggressiveness=5)), snap))
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--disable-background-networking", f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(flag)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    browser = chromium(tmp_path / "profile")
     try:
         browser.get(path.as_uri())
         drawn = browser.execute_script("""
