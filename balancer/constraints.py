@@ -116,6 +116,31 @@ def allowed(state: PlanState, vms: I64) -> Bool:
 Explain = Callable[[PlanState, int, int], str]
 
 
+def apply_in_order(state: PlanState, dests: dict[int, int]) -> dict[int, int] | None:
+    """Apply the moves (VM -> destination) one by one, each only when every hard constraint
+    and the per-host move limits allow it at that point (a move may wait for another to free
+    room); returns VM -> source host, or undoes what it applied and returns None when no such
+    order exists."""
+    c = state.cluster
+    pending = [(vm, dest) for vm, dest in dests.items() if int(c.vm_host[vm]) != dest]
+    done: dict[int, int] = {}
+    while pending:
+        for i, (vm, dest) in enumerate(pending):
+            src = int(c.vm_host[vm])
+            if bool(allowed(state, np.array([vm]))[0, dest]) \
+                    and state.in_count[dest] < c.host_max_in[dest] \
+                    and state.out_count[src] < c.host_max_out[src]:
+                done[vm] = src
+                state.apply(vm, dest)
+                pending.pop(i)
+                break
+        else:
+            for vm, src in done.items():
+                state.revert(vm, src)
+            return None
+    return done
+
+
 def _why_ineligible(state: PlanState, _vm: int, host: int) -> str:
     return ineligible(bool(state.cluster.host_stale[host]))
 

@@ -13,7 +13,7 @@ import itertools
 import numpy as np
 
 from libvirt_drs.balancer.arrays import F64, I64, Bool
-from libvirt_drs.balancer.constraints import allowed, soft_penalty
+from libvirt_drs.balancer.constraints import apply_in_order, soft_penalty
 from libvirt_drs.balancer.scoring import load_imbalance
 from libvirt_drs.balancer.state import PlanState
 
@@ -45,28 +45,6 @@ def _scores(state: PlanState, vms: I64, grid: I64, ceiling: float) -> F64:
     return np.asarray(np.where(imb <= ceiling + 1e-12, imb + penalty, np.inf))
 
 
-def _apply_all(state: PlanState, vms: I64, target: I64) -> dict[int, int] | None:
-    """Apply the moves to `target` in any order each constraint allows, or undo and None."""
-    c = state.cluster
-    pending = [(int(v), int(t)) for v, t in zip(vms, target, strict=True) if c.vm_host[v] != t]
-    done: dict[int, int] = {}
-    while pending:
-        for i, (vm, dest) in enumerate(pending):
-            ok = allowed(state, np.array([vm]))[0, dest]
-            src = int(c.vm_host[vm])
-            if ok and state.in_count[dest] < c.host_max_in[dest] \
-                    and state.out_count[src] < c.host_max_out[src]:
-                done[vm] = src
-                state.apply(vm, dest)
-                pending.pop(i)
-                break
-        else:
-            for vm, src in done.items():
-                state.revert(vm, src)
-            return None
-    return done
-
-
 def exact(state: PlanState, moves: dict[int, int], candidates: Bool,
           ceiling: float) -> dict[int, int]:
     """Best placement with at most len(moves) balancing moves and an imbalance at most
@@ -85,9 +63,9 @@ def exact(state: PlanState, moves: dict[int, int], candidates: Bool,
     for k in np.argsort(scores, kind="stable").tolist():
         if scores[k] >= current - 1e-12:
             break
-        done = _apply_all(state, vms, grid[k])
+        done = apply_in_order(state, {int(v): int(t) for v, t in zip(vms, grid[k], strict=True)})
         if done is not None:
             return done
-    for vm in moves:  # greedy's order, in which every move was allowed
+    for vm in moves:  # the placement it was given (refine and greedy keep theirs orderable)
         state.apply(vm, dests[vm])
     return moves

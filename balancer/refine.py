@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from libvirt_drs.balancer.arrays import F64, I64, Bool
-from libvirt_drs.balancer.constraints import allowed, soft_penalty
+from libvirt_drs.balancer.constraints import allowed, apply_in_order, soft_penalty
 from libvirt_drs.balancer.scoring import imbalance, moved_imbalance
 from libvirt_drs.balancer.state import PlanState
 
@@ -61,6 +61,21 @@ def _best_pair(state: PlanState, a: int, sa: int, b: int, sb: int,
     return best
 
 
+def _orderable(state: PlanState, sources: dict[int, int]) -> bool:
+    """Whether the moves now applied (VM -> source host) can run one after another, each
+    allowed when it starts. Re-placing a pair can break that: taking a move back refills
+    the room a later move of another VM was planned into."""
+    c = state.cluster
+    dests = {vm: int(c.vm_host[vm]) for vm, src in sources.items() if int(c.vm_host[vm]) != src}
+    for vm in dests:
+        state.revert(vm, sources[vm])
+    if apply_in_order(state, dests) is None:
+        for vm, dest in dests.items():
+            state.apply(vm, dest)
+        return False
+    return True
+
+
 def _try_pair(state: PlanState, moves: dict[int, int], a: int, b: int, ceiling: float) -> bool:
     """Re-place a (moved) and b (moved or not) jointly; True if that lowered the score."""
     c = state.cluster
@@ -78,6 +93,8 @@ def _try_pair(state: PlanState, moves: dict[int, int], a: int, b: int, ceiling: 
             state.apply(vm, dst)
     if improve and imbalance(c, state.policy) > ceiling + 1e-12:
         improve = False  # a penalty may not buy a worse imbalance than the pass started with
+    if improve and not _orderable(state, {**moves, b: sb}):
+        improve = False
     if not improve:
         for vm, src, dst in ((a, sa, na), (b, sb, nb)):
             if dst != src:

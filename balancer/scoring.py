@@ -146,6 +146,17 @@ def host_risk(load: F64, var: F64, policy: Policy) -> F64:
     return np.asarray(np.maximum(excess, 0.0) ** 2)
 
 
+def overload_probability(load: F64, var: F64) -> F64:
+    """Per host: P(load > 1) if its demand is normal with mean `load` and variance `var`
+    (both as fractions of capacity; the VMs' spreads taken as independent). A host with no
+    spread is 1 above capacity and 0 at or below it."""
+    load, var = np.asarray(load, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    sd = np.sqrt(np.maximum(var, 0.0))
+    z = np.divide(1.0 - load, sd * math.sqrt(2.0), out=np.zeros_like(load), where=sd > 0)
+    p = 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(z) if load.size else load.copy()
+    return np.asarray(np.where(sd > 0, p, (load > 1.0).astype(np.float64)))
+
+
 def risk_delta(cluster: Cluster, policy: Policy, vms: I64) -> F64:
     """Change in the summed host risk when each of `vms` moves to each host: (k, hosts)."""
     c = cluster

@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +20,11 @@ from libvirt_drs.balancer.arrays import F64, I64
 from libvirt_drs.balancer.demand import DemandEstimator, estimate_demand, estimate_spread
 from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Policy, VmState
 from libvirt_drs.balancer.planner import plan
-from libvirt_drs.balancer.scoring import load_imbalance
+from libvirt_drs.balancer.scoring import load_imbalance, overload_probability
 
 MEMORY_SIZES_MIB = (512, 1024, 2048, 4096)
+# Calibration bins of the predicted probability that a host runs over capacity next step.
+P_BINS = (0.0, 0.001, 0.01, 0.1, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,43 @@ class _Run:
     mem_violations: int = 0
     migrations: int = 0
     plan_ms: list[float] = field(default_factory=list)
+    # the model's P(host over capacity at the next step), set after each plan, and per
+    # calibration bin: host-steps, summed prediction, realised overloads
+    predicted: F64 | None = None
+    bin_steps: F64 = field(default_factory=lambda: np.zeros(len(P_BINS) - 1))
+    bin_p: F64 = field(default_factory=lambda: np.zeros(len(P_BINS) - 1))
+    bin_over: F64 = field(default_factory=lambda: np.zeros(len(P_BINS) - 1))
+
+
+def _predict(run: _Run, forecast: F64, spread: F64, cpu_cap: F64) -> None:
+    """What the demand model expects of the placement now in effect: per host the forecast
+    level and the VMs' spreads summed as independent variances."""
+    n_hosts = len(cpu_cap)
+    load = np.bincount(run.vm_host, forecast, minlength=n_hosts) / cpu_cap
+    var = np.bincount(run.vm_host, spread**2, minlength=n_hosts) / cpu_cap**2
+    run.predicted = overload_probability(load, var)
+
+
+def _score_prediction(run: _Run, load: F64) -> None:
+    if run.predicted is None:
+        return
+    k = np.clip(np.searchsorted(P_BINS, run.predicted, side="right") - 1, 0, len(P_BINS) - 2)
+    run.bin_steps += np.bincount(k, minlength=len(P_BINS) - 1)
+    run.bin_p += np.bincount(k, run.predicted, minlength=len(P_BINS) - 1)
+    run.bin_over += np.bincount(k, (load > 1.0).astype(np.float64), minlength=len(P_BINS) - 1)
+
+
+def _calibration(run: _Run) -> list[dict[str, float | int]]:
+    return [{"p_from": P_BINS[i], "p_to": P_BINS[i + 1], "host_steps": int(run.bin_steps[i]),
+             "p_mean": round(float(run.bin_p[i] / run.bin_steps[i]), 4),
+             "overload_fraction": round(float(run.bin_over[i] / run.bin_steps[i]), 4)}
+            for i in range(len(P_BINS) - 1) if run.bin_steps[i]]
 
 
 def _record(run: _Run, demand: F64, mem_mib: F64, cpu_cap: F64, mem_cap: F64) -> None:
     n_hosts = len(cpu_cap)
     load = np.bincount(run.vm_host, np.nan_to_num(demand), minlength=n_hosts) / cpu_cap
+    _score_prediction(run, load)
     mem = np.bincount(run.vm_host, mem_mib, minlength=n_hosts)
     run.std.append(float(load_imbalance(load, load, np.ones(n_hosts, dtype=bool), 1.0, 0.0)))
     run.max_util.append(float(load.max()))
@@ -76,10 +111,9 @@ def _record(run: _Run, demand: F64, mem_mib: F64, cpu_cap: F64, mem_cap: F64) ->
     run.mem_violations += int((mem > mem_cap).sum())
 
 
-def _snapshot(run: _Run, names: list[str], host_names: list[str], window: F64, mem_mib: F64,
-              cfg: SimConfig, hosts: tuple[HostState, ...], now_s: float) -> ClusterSnapshot:
-    demand = estimate_demand(window, cfg.step_s, cfg.estimator).tolist()
-    spread = estimate_spread(window).tolist()
+def _snapshot(run: _Run, names: list[str], host_names: list[str], forecast: F64, spread_cores: F64,
+              mem_mib: F64, hosts: tuple[HostState, ...], now_s: float) -> ClusterSnapshot:
+    demand, spread = forecast.tolist(), spread_cores.tolist()
     vms = tuple(VmState(name=names[i], host=host_names[int(run.vm_host[i])],
                         cpu_cores=demand[i], mem_mib=float(mem_mib[i]), cpu_spread_cores=spread[i],
                         last_migrated_s=run.last_migrated_s[i], last_source=run.last_source[i])
@@ -88,10 +122,11 @@ def _snapshot(run: _Run, names: list[str], host_names: list[str], window: F64, m
 
 
 def _metrics(run: _Run, n_vms: int, n_hosts: int, steps: int, cfg: SimConfig
-             ) -> dict[str, float | int]:
+             ) -> dict[str, Any]:
     host_steps = max(n_hosts * steps, 1)
     days = steps * cfg.step_s / 86400.0
     plan_ms = run.plan_ms or [0.0]
+    scored = max(float(run.bin_steps.sum()), 1.0)
     return {
         "imbalance_mean": round(float(np.mean(run.std)), 4),
         "imbalance_p95": round(float(np.percentile(run.std, 95)), 4),
@@ -103,13 +138,16 @@ def _metrics(run: _Run, n_vms: int, n_hosts: int, steps: int, cfg: SimConfig
         "plan_ms_p50": round(float(np.percentile(plan_ms, 50)), 2),
         "plan_ms_max": round(float(np.max(plan_ms)), 2),
         "memory_violations": run.mem_violations,
+        "p_overload_mean": round(float(run.bin_p.sum()) / scored, 4),
+        "overload_fraction_predicted_steps": round(float(run.bin_over.sum()) / scored, 4),
+        "p_overload_calibration": _calibration(run),
     }
 
 
 def simulate(trace: F64, mem_mib: F64, cfg: SimConfig, names: list[str] | None = None,
              progress: Callable[[int], None] | None = None,
              hosts: tuple[HostState, ...] | None = None,
-             initial_host: I64 | None = None) -> dict[str, float | int]:
+             initial_host: I64 | None = None) -> dict[str, Any]:
     """Replay `trace` (vms x steps, cores; NaN = VM absent); returns the metrics of docs/balancer.md
     (`drs simulate`).
 
@@ -138,8 +176,9 @@ def simulate(trace: F64, mem_mib: F64, cfg: SimConfig, names: list[str] | None =
         if t == steps - 1:
             break
         now_s = t * cfg.step_s
-        snapshot = _snapshot(run, names, host_names, trace[:, max(0, t + 1 - window): t + 1],
-                             mem_mib, cfg, hosts, now_s)
+        seen = trace[:, max(0, t + 1 - window): t + 1]
+        forecast, spread = estimate_demand(seen, cfg.step_s, cfg.estimator), estimate_spread(seen)
+        snapshot = _snapshot(run, names, host_names, forecast, spread, mem_mib, hosts, now_s)
         started = time.perf_counter()
         result = plan(snapshot, policy)
         run.plan_ms.append((time.perf_counter() - started) * 1000.0)
@@ -149,4 +188,5 @@ def simulate(trace: F64, mem_mib: F64, cfg: SimConfig, names: list[str] | None =
             run.last_migrated_s[i] = now_s
             run.last_source[i] = move.source
         run.migrations += len(result.moves)
+        _predict(run, forecast, spread, cpu_cap)
     return _metrics(run, n_vms, len(hosts), steps, cfg)

@@ -20,8 +20,10 @@ from __future__ import annotations
 import ipaddress
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,6 +35,18 @@ DEFAULT_TEST_LAB_BASE = "127.0.0.101"
 LAB_FIXTURES = {"lab", "make_lab"}
 FRESH_IMAGE_ENV = "DRS_TEST_FRESH_IMAGE"
 _fresh_cache: list[str] = []
+CHECKOUT = Path(__file__).resolve().parent.parent
+_untracked_at_start: list[set[str]] = []
+
+
+def untracked_files() -> set[str] | None:
+    """Files in the checkout that git neither tracks nor ignores (None outside a git checkout)."""
+    try:
+        out = subprocess.run(["git", "-C", str(CHECKOUT), "status", "--porcelain", "-z",
+                              "--untracked-files=all"], capture_output=True, timeout=60, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {e[3:].decode(errors="replace") for e in out.stdout.split(b"\0") if e.startswith(b"?? ")}
 
 
 def fresh_image_wanted() -> bool:
@@ -46,12 +60,27 @@ def fresh_image_cache() -> str | None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    found = untracked_files()
+    if found is not None and not hasattr(config, "workerinput"):
+        _untracked_at_start.append(found)
     if fresh_image_wanted() and not _fresh_cache:
         from libvirt_drs.lab import image  # noqa: PLC0415
 
         path = tempfile.mkdtemp(prefix="drs-lab-cache-", dir="/var/tmp")
         os.environ[image.CACHE_ENV] = path
         _fresh_cache.append(path)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """A test that writes into the checkout (a relative path, a report beside the code) fails
+    the session: the files are named, so the test that wrote them can be found."""
+    if not _untracked_at_start:
+        return
+    now = untracked_files() or set()
+    new = sorted(now - _untracked_at_start[0])
+    if new:
+        print(f"\nthe tests left files in the checkout {CHECKOUT}: " + ", ".join(new[:20]))
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -31,6 +31,8 @@ SIM_METRICS = {
     "plan_ms_p50": "plan time p50 (ms)",
     "plan_ms_max": "plan time max (ms)",
     "memory_violations": "memory violations (host-steps)",
+    "p_overload_mean": "predicted P(host > 100%) next step, mean",
+    "overload_fraction_predicted_steps": "realised host-steps > 100%, same steps",
 }
 
 
@@ -57,7 +59,7 @@ def _progress(total: int, label: str) -> Iterator[Callable[[int], None] | None]:
         yield lambda done: bar.update(task, completed=done)
 
 
-def _metrics_table(title: str, metrics: dict[str, float | int]) -> Any:
+def _metrics_table(title: str, metrics: dict[str, Any]) -> Any:
     from rich.table import Table  # noqa: PLC0415
 
     table = Table(title=title, show_header=True)
@@ -79,6 +81,10 @@ def _metrics_table(title: str, metrics: dict[str, float | int]) -> Any:
 @click.option("--until", default="now", show_default=True, help="--from-db: end.")
 @click.option("--hosts", type=click.IntRange(min=1), default=None,
               help="--trace: number of hosts (default ceil(VMs / 10)).")
+@click.option("--host-cpus", type=click.FloatRange(min=0.0, min_open=True), default=None,
+              help="--trace: CPU cores per host (default 2).")
+@click.option("--host-mem-mib", type=click.IntRange(min=1), default=None,
+              help="--trace: memory per host in MiB (default 32768).")
 @click.option("--aggressiveness", type=click.IntRange(1, 5), default=None,
               help="1 = mandatory moves only .. 5 = chase the smallest imbalance "
                    "(default: the config's, 3).")
@@ -87,7 +93,8 @@ def _metrics_table(title: str, metrics: dict[str, float | int]) -> Any:
 @json_option
 @pass_app
 def simulate_cmd(app: AppContext, trace_dir: str | None, from_db: bool, since: str, until: str,
-                 hosts: int | None, aggressiveness: int | None, max_moves_per_host: int | None,
+                 hosts: int | None, host_cpus: float | None, host_mem_mib: int | None,
+                 aggressiveness: int | None, max_moves_per_host: int | None,
                  as_json: bool) -> None:
     """Replay a CPU trace (or the recorded history) with the balancer in the loop and print
     quality metrics."""
@@ -96,30 +103,51 @@ def simulate_cmd(app: AppContext, trace_dir: str | None, from_db: bool, since: s
     if bool(trace_dir) == from_db:
         raise UserError("give exactly one of --trace DIR and --from-db")
     if from_db:
-        if hosts is not None:
-            raise UserError("--hosts applies to --trace only: --from-db uses the configured hosts")
+        for given, flag in ((hosts, "--hosts"), (host_cpus, "--host-cpus"),
+                            (host_mem_mib, "--host-mem-mib")):
+            if given is not None:
+                raise UserError(f"{flag} applies to --trace only: --from-db uses the configured hosts")
         policy, run = _from_db(app, since, until)
+        host_size = SimConfig(hosts=1)
     else:
-        policy, run = default_policy(), _from_trace(str(trace_dir), hosts)
+        host_size = SimConfig(hosts=1, host_cpu_cores=host_cpus or 2.0,
+                              host_mem_mib=float(host_mem_mib or 32768))
+        policy, run = default_policy(), _from_trace(str(trace_dir), hosts, host_size.host_mem_mib)
     if aggressiveness is not None:
         policy = replace(policy, aggressiveness=aggressiveness)
     if max_moves_per_host is not None:
         policy = replace(policy, max_moves_per_host=max_moves_per_host)
     title, trace, mem_mib, names, n_hosts, sim_hosts, initial, window_s = run
-    cfg = SimConfig(hosts=n_hosts, policy=policy, window_s=window_s)
+    cfg = replace(host_size, hosts=n_hosts, policy=policy, window_s=window_s)
     with _progress(trace.shape[1], "simulating") as progress:
         metrics = simulate(trace, mem_mib, cfg, names, progress, sim_hosts, initial)
     if as_json:
         print_json(metrics)
         return
-    console.print(_metrics_table(f"{title}: {len(names)} VMs on {cfg.hosts} hosts, "
+    console.print(_metrics_table(f"{title}: {len(names)} VMs on {cfg.hosts} hosts "
+                                 f"({cfg.host_cpu_cores:g} cores, {cfg.host_mem_mib:.0f} MiB), "
                                  f"{trace.shape[1]} steps", metrics))
+    console.print(_calibration_table(metrics["p_overload_calibration"]))
 
 
-def _from_trace(trace_dir: str, hosts: int | None):  # type: ignore[no-untyped-def]
+def _calibration_table(rows: list[dict[str, Any]]) -> Any:
+    """The demand model's calibration: host-steps by predicted P(over capacity next step),
+    against how often they were."""
+    from rich.table import Table  # noqa: PLC0415
+
+    table = Table(title="calibration: predicted P(host > 100%) next step vs realised")
+    for name in ("predicted", "host-steps", "mean predicted", "realised"):
+        table.add_column(name, justify="right")
+    for r in rows:
+        table.add_row(f"{r['p_from']:g}..{r['p_to']:g}", str(r["host_steps"]),
+                      f"{r['p_mean']:.4f}", f"{r['overload_fraction']:.4f}")
+    return table
+
+
+def _from_trace(trace_dir: str, hosts: int | None, host_mem_mib: float):  # type: ignore[no-untyped-def]
     import numpy as np  # noqa: PLC0415
 
-    from libvirt_drs.balancer.simulate import SimConfig, default_hosts, memory_sizes_mib  # noqa: PLC0415
+    from libvirt_drs.balancer.simulate import default_hosts, memory_sizes_mib  # noqa: PLC0415
     from libvirt_drs.config import BalancerConfig  # noqa: PLC0415
     from libvirt_drs.traces import load_planetlab  # noqa: PLC0415
 
@@ -127,10 +155,10 @@ def _from_trace(trace_dir: str, hosts: int | None):  # type: ignore[no-untyped-d
     n_hosts = hosts or default_hosts(len(names))
     mem_mib = memory_sizes_mib(len(names), n_hosts)
     placed_mib = np.bincount(np.arange(len(names)) % n_hosts, mem_mib, minlength=n_hosts)
-    if placed_mib.max() > SimConfig(hosts=n_hosts).host_mem_mib:
+    if placed_mib.max() > host_mem_mib:
         raise UserError(f"--hosts {n_hosts}: too few hosts for {len(names)} VMs (the initial "
                         f"placement needs {placed_mib.max():.0f} MiB on one host, hosts have "
-                        f"{SimConfig(hosts=n_hosts).host_mem_mib:.0f})")
+                        f"{host_mem_mib:.0f}; see --host-mem-mib)")
     return trace_dir, trace, mem_mib, names, n_hosts, None, None, BalancerConfig().window_s
 
 

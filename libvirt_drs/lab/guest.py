@@ -11,6 +11,7 @@ from xml.sax.saxutils import escape, quoteattr
 from libvirt_drs.errors import UserError
 from libvirt_drs.lab import heartbeat
 from libvirt_drs.lab.state import LabVm
+from libvirt_drs.migrator.model import MigrationOptions
 
 METADATA_NS = "https://github.com/libvirt-drs/lab"
 QEMU_BINARY = "/usr/bin/qemu-system-x86_64"
@@ -101,7 +102,8 @@ def wait_booted(vms: list[LabVm], timeout_s: float,
 
 
 def migrate(src_conn, dst_uri: str, name: str, copy_storage: bool = False,  # type: ignore[no-untyped-def]
-            max_downtime_ms: int = 300, bandwidth_mib_s: int = 0) -> None:
+            max_downtime_ms: int = MigrationOptions().max_downtime_ms,
+            bandwidth_mib_s: int = 0) -> None:
     """Live migration, peer to peer, persistent on the destination, undefined on the source;
     `bandwidth_mib_s` caps it (0 = uncapped)."""
     import libvirt  # noqa: PLC0415

@@ -90,6 +90,9 @@ class SoakResult:
             "downtime_ms": _dist([float(d) for d in downtimes]),
             "heartbeat_gap_s_max": round(max(gaps, default=0.0), 3),
             "heartbeat_gaps_over_1s": sum(1 for g in gaps if g >= 1.0),
+            # the migrations with the longest pauses, longest first: capped or not, downtime
+            "longest_pauses": [asdict(m) for m in sorted(
+                self.migrations, key=lambda m: (-m.heartbeat_gap_s, m.index))[:5]],
             **counts,
             "problems": [asdict(m) for m in self.problems][:20],
             "errors": self.errors[:20],

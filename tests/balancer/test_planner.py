@@ -223,3 +223,25 @@ def test_moves_are_listed_in_an_order_each_destination_takes_them() -> None:
     result = plan(snap, policy)
     assert [m.vm for m in result.moves] == ["v4", "v2"]
     assert violations(snap, result, policy) == []
+
+
+def test_refinement_never_takes_back_the_move_another_one_made_room_with() -> None:
+    # Found by test_properties: greedy moves v4 (3 vCPUs) off the full h1 and v2 onto it;
+    # pairwise refinement used to put v4 back and keep v2's move, overcommitting h1.
+    def host(name: str, cores: float, mem: float) -> HostState:
+        return HostState(name, cores, mem, storage_group="s1")
+
+    def vm(name: str, on: str, cpu: float, mem: float = 256.0, vcpus: int = 1) -> VmState:
+        return VmState(name, on, cpu, mem, vcpus=vcpus)
+
+    snap = ClusterSnapshot(
+        hosts=(host("h0", 8, 4096), host("h1", 2, 4096), host("h2", 1, 2048), host("h3", 1, 2048)),
+        vms=(vm("v0", "h0", 2.0), vm("v1", "h2", 0.5), vm("v2", "h3", 1.0, 2048.0),
+             vm("v3", "h1", 1.0, vcpus=4), vm("v4", "h1", 0.5, vcpus=3), vm("v5", "h0", 0.0),
+             vm("v6", "h0", 1.0), vm("v7", "h3", 3.0), vm("v8", "h1", 0.0), vm("v9", "h0", 0.0)),
+        rules=Rules(pinned=("v7",)), now_s=100.0)
+    policy = Policy(aggressiveness=2, cpu_overcommit_ratio=4.0, max_moves_per_pass=2,
+                    max_moves_per_host=1, min_gain=0.0, mem_weight=0.0, cooldown_s=0.0)
+    result = plan(snap, policy)
+    assert [m.vm for m in result.moves if m.destination == "h1"] == ["v2"]
+    assert violations(snap, result, policy) == []

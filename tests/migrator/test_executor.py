@@ -103,7 +103,7 @@ def test_options_reach_libvirt_with_copy_storage_per_job() -> None:
     hv, store, ex = setup()
     ex.run(admitted(store, copy=True))
     assert hv.migrations[0][3].copy_storage is True
-    assert hv.migrations[0][3].max_downtime_ms == 300
+    assert hv.migrations[0][3].max_downtime_ms == 100
 
 
 def test_finish_survives_a_job_store_outage() -> None:

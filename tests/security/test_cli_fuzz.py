@@ -1,10 +1,13 @@
 """Hostile command lines, fuzzed with hypothesis over the click commands (CliRunner, in
 process, against libvirt's test driver): every run ends in exit 0, 1 (a command's own
 "did not succeed") or 2; exit 2 prints exactly one error line, never a traceback, and
-writes nothing (no new file, no new row)."""
+writes nothing (no new file, no new row). Each run's working directory is its own
+temporary one, so relative paths (`files --copy-to x`, `recommend --output x`) land there
+and never in the checkout."""
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from pathlib import Path
 
@@ -75,8 +78,10 @@ def test_cli_arguments_fuzzed(args: list[str]) -> None:
         config = driver_config(tmp)
         if "rebalance" in args:
             args = [*args, "--yes"]  # never wait on a prompt
+        (tmp / "cwd").mkdir()
         before = footprint(tmp)
-        result = CliRunner().invoke(cli, ["--config", str(config), *args], input="")
+        with contextlib.chdir(tmp / "cwd"):
+            result = CliRunner().invoke(cli, ["--config", str(config), *args], input="")
         out = result.output
         assert "Traceback" not in out, (args, out)
         if result.exception is not None and not isinstance(result.exception, SystemExit):
