@@ -43,6 +43,10 @@ def collect(app: AppContext, once: bool, prime_s: float, as_json: bool) -> None:
     job = CollectJob(cfg, engine)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda _s, _f: stop.set())
+    # the loop stops between cycles on Ctrl-C too: an exception raised wherever the signal
+    # lands (a worker's lock, a database write) could leave the process hanging at exit
+    previous_int = (signal.getsignal(signal.SIGINT) if once else
+                    signal.signal(signal.SIGINT, lambda _s, _f: stop.set()))
     try:
         if once:
             job.run_cycle(write=False)
@@ -66,10 +70,12 @@ def collect(app: AppContext, once: bool, prime_s: float, as_json: bool) -> None:
                 raise click.exceptions.Exit(1)
         else:
             run_forever(job, stop)
+            log.info("stopped; %d cycles done", job.cycles)
     except KeyboardInterrupt:
         log.info("interrupted; %d cycles done", job.cycles)
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
         job.close()
 
 

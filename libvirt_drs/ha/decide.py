@@ -3,7 +3,7 @@ where each goes (balancer.placement, with every VM placed before counted)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from libvirt_drs.balancer.model import ClusterSnapshot, Exclusion, Policy, VmState
@@ -46,6 +46,20 @@ class Placed:
     host: str | None  # None: waits (no allowed host can take it now)
     reason: str  # where and why, or why not
     excluded: tuple[Exclusion, ...] = ()
+
+
+def with_running(snapshot: ClusterSnapshot, runs: Mapping[str, str],
+                 mem_mib: Callable[[str], float]) -> ClusterSnapshot:
+    """The snapshot with every VM where the hosts say it runs now (`runs`: VM -> host). The
+    collected placement lags: a VM restarted in an earlier round may still be recorded on its
+    failed host, or not at all, and its destination would look emptier than it is. A VM not
+    in the snapshot counts with `mem_mib(vm)` and no CPU demand yet."""
+    known = {v.name for v in snapshot.vms}
+    vms = [replace(v, host=runs[v.name]) if v.name in runs and runs[v.name] != v.host else v
+           for v in snapshot.vms]
+    vms += [VmState(vm, host, 0.0, mem_mib(vm)) for vm, host in sorted(runs.items())
+            if vm not in known]
+    return replace(snapshot, vms=tuple(vms))
 
 
 def place_restarts(snapshot: ClusterSnapshot, policy: Policy, candidates: Sequence[Candidate],

@@ -167,6 +167,8 @@ class HaJob:
         # where the protected VMs run now, on every host that answers (never start twice)
         runs = {vm: h for h, running in self._ask([h.name for h in self.cfg.hosts],
                                                   self._running).items() for vm in running}
+        snapshot = decide.with_running(snapshot, runs, lambda vm: _memory_mib(
+            defs[vm][1]) if vm in defs else 0.0)
         candidates, rows = [], {}
         for r in pending:
             where = runs.get(r.vm)

@@ -198,3 +198,20 @@ def test_a_repaired_host_comes_back_only_when_cleared(lab: HaLab) -> None:
     assert store.hosts(lab.job.engine) == {} and not lab.job.jobs.in_maintenance("h1")
     with pytest.raises(Conflict):
         ha_ops.confirm_fenced(cl, OPERATOR, "h1")
+
+
+def test_restarts_count_the_vms_restarted_before_the_collector_saw_them(tmp_path: Path) -> None:
+    # Found in CI: the second round placed a VM on a host the first round had just filled,
+    # because the collected placement still showed the first VM on its failed host.
+    lab = _lab(tmp_path, mem_mib=(8192, 1200, 1100))  # h2 and h3 take one VM of 1 GiB each
+    try:
+        _kill(lab, "h1")
+        first = lab.cycle(silent_s=10.0)
+        assert list(first.restarted) == ["db1", "web1"]
+        lab.clock[0] = time.time()
+        again = lab.job()  # no collector cycle in between: the store still has them on h1
+        assert again.restarted == () and sorted(again.waiting) == ["batch1", "web2"]
+        assert lab.hv.where("db1") == ["h2"] and lab.hv.where("web1") == ["h3"]
+        assert lab.hv.where("web2") == [] and lab.hv.where("batch1") == []
+    finally:
+        lab.collect.close()
