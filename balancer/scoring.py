@@ -153,7 +153,7 @@ def overload_probability(load: F64, var: F64) -> F64:
     load, var = np.asarray(load, dtype=np.float64), np.asarray(var, dtype=np.float64)
     sd = np.sqrt(np.maximum(var, 0.0))
     z = np.divide(1.0 - load, sd * math.sqrt(2.0), out=np.zeros_like(load), where=sd > 0)
-    p = 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(z) if load.size else load.copy()
+    p = 0.5 * np.vectorize(math.erfc, otypes=[np.float64])(z)
     return np.asarray(np.where(sd > 0, p, (load > 1.0).astype(np.float64)))
 
 

@@ -110,8 +110,11 @@ def simulate_cmd(app: AppContext, trace_dir: str | None, from_db: bool, since: s
         policy, run = _from_db(app, since, until)
         host_size = SimConfig(hosts=1)
     else:
-        host_size = SimConfig(hosts=1, host_cpu_cores=host_cpus or 2.0,
-                              host_mem_mib=float(host_mem_mib or 32768))
+        host_size = SimConfig(hosts=1)  # the defaults, then what was given
+        if host_cpus is not None:
+            host_size = replace(host_size, host_cpu_cores=host_cpus)
+        if host_mem_mib is not None:
+            host_size = replace(host_size, host_mem_mib=float(host_mem_mib))
         policy, run = default_policy(), _from_trace(str(trace_dir), hosts, host_size.host_mem_mib)
     if aggressiveness is not None:
         policy = replace(policy, aggressiveness=aggressiveness)

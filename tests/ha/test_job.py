@@ -57,6 +57,7 @@ class HaLab:
     job: HaJob
     clock: list[float]
     metrics: DrsMetrics
+    first: Any = None  # the HaRound a fixture's first failure gave
 
     def cycle(self, silent_s: float = 0.0, host: str = "h1") -> Any:
         """One collector cycle and one HA round; `host`, if it does not answer, has been
@@ -105,6 +106,17 @@ def _lab(tmp_path: Path, mem_mib: tuple[int, int, int] = (4096, 4096, 4096)) -> 
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[HaLab]:
     made = _lab(tmp_path)
+    yield made
+    made.collect.close()
+
+
+@pytest.fixture
+def tight(tmp_path: Path) -> Iterator[HaLab]:
+    """h2 and h3 take one VM of 1 GiB each; h1 has failed and been fenced in one round
+    that restarted db1 and web1 (the highest priorities)."""
+    made = _lab(tmp_path, mem_mib=(8192, 1200, 1100))
+    _kill(made, "h1")
+    made.first = made.cycle(silent_s=10.0)
     yield made
     made.collect.close()
 
@@ -168,18 +180,13 @@ def test_a_partitioned_host_that_answers_again_is_no_longer_suspected(lab: HaLab
     assert all(lab.hv.where(vm) == ["h1"] for vm in ("db1", "web1", "web2", "batch1"))
 
 
-def test_what_does_not_fit_waits_with_the_reason(tmp_path: Path) -> None:
-    lab = _lab(tmp_path, mem_mib=(8192, 1200, 1100))  # h2 and h3 take one VM of 1 GiB each
-    try:
-        _kill(lab, "h1")
-        done = lab.cycle(silent_s=10.0)
-        assert list(done.restarted) == ["db1", "web1"]
-        assert sorted(done.waiting) == ["batch1", "web2"]
-        waiting = {r.vm: r for r in store.restarts(lab.job.engine, states=("waiting",))}
-        assert "memory" in waiting["web2"].detail and "waits" in waiting["web2"].detail
-        assert lab.metrics.registry.get_sample_value("drs_ha_restarts_waiting") == 2
-    finally:
-        lab.collect.close()
+def test_what_does_not_fit_waits_with_the_reason(tight: HaLab) -> None:
+    done = tight.first
+    assert list(done.restarted) == ["db1", "web1"]
+    assert sorted(done.waiting) == ["batch1", "web2"]
+    waiting = {r.vm: r for r in store.restarts(tight.job.engine, states=("waiting",))}
+    assert "memory" in waiting["web2"].detail and "waits" in waiting["web2"].detail
+    assert tight.metrics.registry.get_sample_value("drs_ha_restarts_waiting") == 2
 
 
 def test_a_repaired_host_comes_back_only_when_cleared(lab: HaLab) -> None:
@@ -200,18 +207,12 @@ def test_a_repaired_host_comes_back_only_when_cleared(lab: HaLab) -> None:
         ha_ops.confirm_fenced(cl, OPERATOR, "h1")
 
 
-def test_restarts_count_the_vms_restarted_before_the_collector_saw_them(tmp_path: Path) -> None:
+def test_restarts_count_the_vms_restarted_before_the_collector_saw_them(tight: HaLab) -> None:
     # Found in CI: the second round placed a VM on a host the first round had just filled,
     # because the collected placement still showed the first VM on its failed host.
-    lab = _lab(tmp_path, mem_mib=(8192, 1200, 1100))  # h2 and h3 take one VM of 1 GiB each
-    try:
-        _kill(lab, "h1")
-        first = lab.cycle(silent_s=10.0)
-        assert list(first.restarted) == ["db1", "web1"]
-        lab.clock[0] = time.time()
-        again = lab.job()  # no collector cycle in between: the store still has them on h1
-        assert again.restarted == () and sorted(again.waiting) == ["batch1", "web2"]
-        assert lab.hv.where("db1") == ["h2"] and lab.hv.where("web1") == ["h3"]
-        assert lab.hv.where("web2") == [] and lab.hv.where("batch1") == []
-    finally:
-        lab.collect.close()
+    assert list(tight.first.restarted) == ["db1", "web1"]
+    tight.clock[0] = time.time()
+    again = tight.job()  # no collector cycle in between: the store still has them on h1
+    assert again.restarted == () and sorted(again.waiting) == ["batch1", "web2"]
+    assert tight.hv.where("db1") == ["h2"] and tight.hv.where("web1") == ["h3"]
+    assert tight.hv.where("web2") == [] and tight.hv.where("batch1") == []
