@@ -28,7 +28,9 @@ from typing import Any
 
 import pytest
 
+from tests.support import watchdog
 from tests.support.db import db_engine, db_url, fresh_postgres_url  # noqa: F401
+from tests.support.watchdog import pytest_runtest_protocol  # noqa: F401 (the hang watchdog)
 
 LAB_BASE_ENV = "DRS_TEST_LAB_BASE"
 DEFAULT_TEST_LAB_BASE = "127.0.0.101"
@@ -131,9 +133,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from libvirt_drs.lab.pool import up_in_pool  # noqa: PLC0415
 
     the_lab = up_in_pool("pytest", str(_base()), config_dir=tmp_path_factory.mktemp("lab"))
+    watchdog.track(the_lab)
     try:
         yield the_lab
     finally:
+        watchdog.untrack(the_lab)
         the_lab.down()
 
 
@@ -157,9 +161,11 @@ def make_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[...,
         extra = up_in_pool("pytest", str(_base()), config_dir=tmp_path_factory.mktemp("lab"),
                            **kwargs)
         started.append(extra)
+        watchdog.track(extra)
         return extra
 
     yield make
     for extra in started:
+        watchdog.untrack(extra)
         if state.load(extra.name) is not None:
             extra.down()

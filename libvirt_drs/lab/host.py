@@ -192,7 +192,11 @@ def guest_pids(host: LabHost) -> list[int]:
 
 
 def daemon_pid(host: LabHost) -> list[int]:
-    return [host.pid] if procs.alive(host.pid) and _is_libvirtd(host.pid) else []
+    """libvirtd's pid, if it still runs: once the host's namespace is known, only a process
+    in it (a recorded pid may belong to another process after a reboot)."""
+    pid = host.pid
+    ours = _in_ns(pid, host) if host.mnt_ns else _is_libvirtd(pid)
+    return [pid] if procs.alive(pid) and ours else []
 
 
 def lockd_pid(host: LabHost) -> list[int]:
@@ -240,4 +244,8 @@ def _is_libvirtd(pid: int) -> bool:
 
 
 def _in_ns(pid: int, host: LabHost) -> bool:
-    return bool(host.mnt_ns) and procs.mnt_ns(pid) == host.mnt_ns
+    """Whether `pid` runs in the host's private mount namespace. Never true for the caller's
+    own namespace: a leftover lab's recorded namespace (and its pid files) may, after a
+    reboot, name the namespace and pids of unrelated processes."""
+    ns = procs.mnt_ns(pid)
+    return bool(host.mnt_ns) and ns == host.mnt_ns and ns != procs.mnt_ns(os.getpid())

@@ -109,7 +109,7 @@ class Lab:
         libvirtd already died; refuses to delete state while a lab process still runs."""
         host.stop(self.state.hosts)
         left = {h.name: [p for ns in [h.mnt_ns, *h.past_mnt_ns] for p in procs.pids_in_mnt_ns(ns)]
-                + ([h.pid] if procs.alive(h.pid) else []) for h in self.state.hosts}
+                + host.daemon_pid(h) for h in self.state.hosts}
         left = {k: v for k, v in left.items() if v}
         if left:
             raise UserError(f"lab {self.state.name}: processes still running {left}; "
@@ -243,9 +243,10 @@ class Lab:
         """Simulate a host failure: SIGKILL its libvirtd. Its guests keep running (as QEMU
         does when libvirtd crashes) and start_host's libvirtd reconnects to them."""
         h = self.state.host(host_name)
-        if procs.alive(h.pid):
-            os.kill(h.pid, signal.SIGKILL)
-        procs.terminate([h.pid], timeout_s=10.0)  # waits (and reaps) until it is gone
+        pids = host.daemon_pid(h)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        procs.terminate(pids, timeout_s=10.0)  # waits (and reaps) until it is gone
 
     def kill_host(self, host_name: str) -> None:
         """A power cut of one host: every process of it (libvirtd, virtlockd, its QEMUs)
@@ -259,7 +260,7 @@ class Lab:
     def start_host(self, host_name: str) -> None:
         """(Re)start a host's libvirtd, in a new namespace over the same directories."""
         h = self.state.host(host_name)
-        if procs.alive(h.pid):
+        if host.daemon_pid(h):
             return
         if h.mnt_ns:
             h.past_mnt_ns.append(h.mnt_ns)
@@ -349,7 +350,7 @@ class Lab:
         hosts = []
         for h in self.hosts:
             entry: dict[str, Any] = {"name": h.name, "address": h.address, "uri": h.uri,
-                                     "pid": h.pid, "running": procs.alive(h.pid),
+                                     "pid": h.pid, "running": bool(host.daemon_pid(h)),
                                      "reachable": False, "domains": []}
             if entry["running"]:
                 try:

@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from libvirt_drs.lab import host, procs, state
+from libvirt_drs.lab import host, state
 from libvirt_drs.lab.lab import Lab, LabExists
 from libvirt_drs.lab.spec import build
 
@@ -15,9 +15,10 @@ log = logging.getLogger(__name__)
 
 
 def stale(name: str) -> bool:
-    """A lab whose every libvirtd is gone (its session was killed): safe to take down."""
+    """A lab whose every libvirtd is gone (its session was killed, or the machine rebooted
+    and its pids now belong to other processes): safe to take down."""
     st = state.load(name)
-    return st is not None and not any(procs.alive(h.pid) for h in st.hosts)
+    return st is not None and not any(host.daemon_pid(h) for h in st.hosts)
 
 
 def up_in_pool(prefix: str, first: str, blocks: int = 15, step: int = 10,
