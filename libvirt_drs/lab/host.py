@@ -108,6 +108,15 @@ def prepare(host: LabHost, caps_cache: Path | None = None) -> None:
     (host.sub("etc") / "virtlockd.conf").write_text(VIRTLOCKD_CONF)
 
 
+# GLib before 2.76 (Debian 12 has 2.74) allocates GObjects from its slice allocator, whose
+# lock a fork can copy held: libvirtd's child between fork and exec of a QEMU takes the disk
+# leases (virDomainLockProcessStart -> virtlockd client -> g_slice_alloc) and hung there,
+# with virDomainCreate and its caller waiting forever (seen in CI: the first lab test ran
+# into CI's 90-minute limit). Plain malloc is safe across fork. docs/ha.md says the same
+# for production hosts.
+LIBVIRTD_ENV = {"G_SLICE": "always-malloc"}
+
+
 def start(host: LabHost) -> None:
     """Start libvirtd inside a new private mount namespace; its pid is also the ns holder."""
     binds = " && ".join(f"mkdir -p {target} && mount --bind {host.sub(key)} {target}"
@@ -123,7 +132,7 @@ def start(host: LabHost) -> None:
         proc = subprocess.Popen(
             ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
             stdin=subprocess.DEVNULL, stdout=logfile, stderr=logfile, start_new_session=True,
-            close_fds=True)
+            close_fds=True, env={**os.environ, **LIBVIRTD_ENV})
     finally:
         logfile.close()
     host.pid = proc.pid  # unshare and sh exec, so this is libvirtd's pid

@@ -28,6 +28,14 @@ def test_guests_start_skewed_and_burn_their_configured_cpu(lab) -> None:
                     f" load average {os.getloadavg()}"
 
 
+def test_every_libvirtd_runs_with_malloc_slices(lab) -> None:
+    """GLib's slice allocator deadlocked a libvirtd child between fork and exec (host.py,
+    LIBVIRTD_ENV): every lab libvirtd must carry the workaround."""
+    for h in lab.hosts:
+        environ = Path(f"/proc/{h.pid}/environ").read_bytes().split(b"\0")
+        assert b"G_SLICE=always-malloc" in environ, h.name
+
+
 def test_config_out_names_every_host_with_capacity(lab) -> None:
     from libvirt_drs.config import load
 
