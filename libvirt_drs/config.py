@@ -216,6 +216,35 @@ class HaConfig:
         return next((g for g in self.groups if vm in g.vms), None)
 
 
+@dataclass(frozen=True)
+class ProtectionPolicy:
+    """VMs replicated from the primary site (a host group) to the recovery site, whose
+    recovery point may be at most rpo_s old (libvirt_drs/replication)."""
+
+    name: str
+    vms: tuple[str, ...]
+    primary: str  # host group the VMs run in
+    recovery: str  # host group holding the replicas (and running the VMs after failover)
+    recovery_dir: str  # on the recovery hosts: a libvirt dir pool of the replicas
+    rpo_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class ReplicationConfig:
+    """[replication] and its [[replication.policies]]."""
+
+    # TCP port of the NBD export a primary host opens for each backup it serves
+    nbd_port: int = field(default=10809, metadata={"section": "replication", "ge": 1,
+                                                   "le": 65535})
+    # per VM transfer cap; 0 = uncapped
+    bandwidth_mib_s: float = field(default=0.0, metadata={"section": "replication", "ge": 0,
+                                                          "unit": "MiB/s"})
+    policies: tuple[ProtectionPolicy, ...] = ()
+
+    def policy_of(self, vm: str) -> ProtectionPolicy | None:
+        return next((p for p in self.policies if vm in p.vms), None)
+
+
 def _file_or_empty(v: str) -> bool:
     return v == "" or Path(v).is_file()
 
@@ -268,6 +297,7 @@ class Config:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     web: WebConfig = field(default_factory=WebConfig)
     ha: HaConfig = field(default_factory=HaConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
     def host(self, name: str) -> HostConfig | None:
         return next((h for h in self.hosts if h.name == name), None)
@@ -462,7 +492,9 @@ def as_dict(cfg: Config) -> dict[str, Any]:
             "balancer": settings_dict(cfg.balancer), "collector": settings_dict(cfg.collector),
             "migrator": settings_dict(cfg.migrator), "rules": dataclasses.asdict(cfg.rules),
             "service": settings_dict(cfg.service), "web": settings_dict(cfg.web),
-            "ha": {**settings_dict(cfg.ha), "groups": [dataclasses.asdict(g) for g in cfg.ha.groups]}}
+            "ha": {**settings_dict(cfg.ha), "groups": [dataclasses.asdict(g) for g in cfg.ha.groups]},
+            "replication": {**settings_dict(cfg.replication),
+                            "policies": [dataclasses.asdict(p) for p in cfg.replication.policies]}}
 
 
 def _fence_shown(argv: tuple[str, ...]) -> str | None:
@@ -556,6 +588,39 @@ def _ha_groups(s: _Section) -> tuple[HaGroup, ...]:
     return tuple(groups)
 
 
+def _policies(s: _Section, hosts: tuple[HostConfig, ...]) -> tuple[ProtectionPolicy, ...]:
+    groups = sorted({h.group for h in hosts})
+    policies: list[ProtectionPolicy] = []
+    seen: dict[str, str] = {}
+    for i, item in enumerate(s.get("policies", "tables", [])):
+        p = _Section(s.path, f"replication.policies[{i}]", item)
+        in_group = {"check": lambda v: v in groups,
+                    "expected": f"a host group ({', '.join(groups) or 'no hosts configured'})"}
+        policy = ProtectionPolicy(
+            name=p.get("name", "str", f"policy-{i}", _name_ok, "a non-empty name"),
+            vms=p.names("vms"),
+            primary=p.require("primary", "str"), recovery=p.require("recovery", "str"),
+            recovery_dir=p.require("recovery_dir", "str"),
+            rpo_s=p.get("rpo_s", "float", 60.0, lambda v: v > 0, "a number > 0 (seconds)"))
+        for key in ("primary", "recovery"):
+            if getattr(policy, key) not in groups:
+                raise p.fail(key, f"expected {in_group['expected']}, got {getattr(policy, key)!r}")
+        if policy.recovery == policy.primary:
+            raise p.fail("recovery", f"expected a host group other than the primary "
+                         f"{policy.primary!r} (a replica on the site it protects survives nothing)")
+        if not policy.recovery_dir.startswith("/"):
+            raise p.fail("recovery_dir", f"expected an absolute path, got {policy.recovery_dir!r}")
+        if not policy.vms:
+            raise p.fail("vms", "expected at least one VM name")
+        for vm in policy.vms:
+            if vm in seen:
+                raise p.fail("vms", f"{vm!r} is already in protection policy {seen[vm]!r}")
+            seen[vm] = policy.name
+        p.finish()
+        policies.append(policy)
+    return tuple(policies)
+
+
 def _check_ha(path: str, hosts: tuple[HostConfig, ...], ha: HaConfig) -> None:
     """With HA on, every host must be fenceable: a failed host that cannot be fenced never
     has its VMs restarted (they may still run), so the config says it up front."""
@@ -595,11 +660,13 @@ def parse(text: str, path: str = DEFAULT_CONFIG_PATH) -> Config:
     # [migrator] before [balancer]: the planner's Policy takes two [migrator] settings
     for name, cls in (("collector", CollectorConfig), ("migrator", MigratorConfig),
                       ("balancer", BalancerConfig), ("rules", None), ("service", ServiceConfig),
-                      ("web", WebConfig), ("ha", HaConfig)):
+                      ("web", WebConfig), ("ha", HaConfig), ("replication", ReplicationConfig)):
         sec = _Section(path, name, top.get(name, "table", {}))
         sections[name] = _rules(sec) if cls is None else _settings(cls, name, sec, values)
         if name == "ha":
             sections[name] = dataclasses.replace(sections[name], groups=_ha_groups(sec))
+        if name == "replication":
+            sections[name] = dataclasses.replace(sections[name], policies=_policies(sec, hosts))
         sec.finish()
     top.finish()
     _check_rule_hosts(path, hosts, sections["rules"])

@@ -81,6 +81,7 @@ def _register() -> None:
         migrate_cmd,
         plans_cmd,
         recommend_cmd,
+        replication_cmd,
         serve_cmd,
         tokens_cmd,
     )
@@ -89,7 +90,8 @@ def _register() -> None:
                 collect_cmd.status, *migrate_cmd.COMMANDS, *hosts_cmd.COMMANDS,
                 *plans_cmd.COMMANDS, *serve_cmd.COMMANDS,
                 balance_cmd.simulate_cmd, bench_cmd.bench, recommend_cmd.recommend,
-                files_cmd.files, tokens_cmd.tokens, ha_cmd.ha)
+                files_cmd.files, tokens_cmd.tokens, ha_cmd.ha, replication_cmd.replicate,
+                replication_cmd.replication)
     for command in commands:
         cli.add_command(command)
 

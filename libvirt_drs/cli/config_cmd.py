@@ -35,3 +35,7 @@ def check(app: AppContext, as_json: bool) -> None:
                   f"aggressiveness {cfg.balancer.policy.aggressiveness}; rules: "
                   f"{len(cfg.rules.affinity)} affinity, {len(cfg.rules.anti_affinity)} anti-affinity, "
                   f"{len(cfg.rules.vm_host)} vm-host", highlight=False)
+    policies = cfg.replication.policies
+    if policies:
+        console.print(f"  replication: {len(policies)} polic{'y' if len(policies) == 1 else 'ies'}"
+                      f", {sum(len(p.vms) for p in policies)} protected VM(s)", highlight=False)

@@ -282,3 +282,39 @@ class Lease(Base):
     name: Mapped[str] = mapped_column(String(64), primary_key=True)
     holder: Mapped[str] = mapped_column(String(255))
     expires_s: Mapped[float] = mapped_column(Float)
+
+
+class ReplicaPoint(Base):
+    """A recovery point of a protected VM on the recovery site: complete and verified when
+    the row exists (an interrupted transfer never writes one). `volumes` maps each disk
+    target to its recovery-point file on `recovery_host`, a qcow2 whose backing file is the
+    previous point's (the first point, kind full, has none)."""
+
+    __tablename__ = "replica_points"
+    __table_args__ = (UniqueConstraint("vm_name", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vm_name: Mapped[str] = mapped_column(String(255), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    policy: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16))  # full | incremental
+    source_host: Mapped[str] = mapped_column(String(255))
+    recovery_host: Mapped[str] = mapped_column(String(255))
+    checkpoint: Mapped[str] = mapped_column(String(255))  # libvirt checkpoint on the domain
+    taken_s: Mapped[float] = mapped_column(Float)  # the disks as they were then
+    completed_s: Mapped[float] = mapped_column(Float)
+    volumes: Mapped[str] = mapped_column(Text)  # JSON {"vda": "/path/vm1-vda-000002.qcow2"}
+    bytes_sent: Mapped[int] = mapped_column(BigInteger)
+    domain_xml: Mapped[str] = mapped_column(Text)  # the definition when the point was taken
+
+
+class ReplicaState(Base):
+    """Per protected VM: its last replication attempt and what went wrong."""
+
+    __tablename__ = "replica_states"
+
+    vm_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    last_attempt_s: Mapped[float] = mapped_column(Float)
+    failures: Mapped[int] = mapped_column(Integer, default=0)  # since the service began
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    last_error_s: Mapped[float | None] = mapped_column(Float)

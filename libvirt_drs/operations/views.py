@@ -20,6 +20,7 @@ from libvirt_drs.operations.hosts import Evacuation, Left
 from libvirt_drs.operations.moves import Applied, MigrationCheck, Target
 from libvirt_drs.operations.planning import Planned
 from libvirt_drs.operations.reads import ClusterStatus, History
+from libvirt_drs.operations.replication import Outcome, ReplicaStatus
 
 MIB = 1024 * 1024
 
@@ -191,3 +192,29 @@ def ha_status(s: HaStatus) -> dict[str, Any]:
                       "seconds_to_running": None if r.running_s is None
                       else round(r.running_s - r.created_s, 1)} for r in s.restarts],
     }
+
+
+def replication_status(rows: list[ReplicaStatus]) -> dict[str, Any]:
+    return {"vms": [{
+        "vm": r.vm, "policy": r.policy, "rpo_s": r.rpo_s,
+        "recovery_point_at": iso(r.point.taken_s) if r.point else None,
+        "recovery_point_age_s": _round(r.age_s, 1), "within_rpo": r.within_rpo,
+        "recovery_host": r.point.recovery_host if r.point else None,
+        "point_kind": r.point.kind if r.point else None,
+        "point_bytes": r.point.bytes_sent if r.point else None,
+        "bytes_sent_total": r.bytes_sent, "chain_length": r.chain_length,
+        "failures": r.attempts.failures if r.attempts else 0,
+        "last_error": (r.attempts.last_error or None) if r.attempts else None,
+        "last_attempt_at": iso(r.attempts.last_attempt_s) if r.attempts else None,
+    } for r in rows]}
+
+
+def replication_outcomes(outcomes: list[Outcome]) -> dict[str, Any]:
+    return {"replicated": [{
+        "vm": o.vm, "ok": o.point is not None, "error": o.error or None,
+        "seconds": round(o.seconds, 2),
+        "point": None if o.point is None else {
+            "seq": o.point.seq, "kind": o.point.kind, "taken_at": iso(o.point.taken_s),
+            "source_host": o.point.source_host, "recovery_host": o.point.recovery_host,
+            "bytes": o.point.bytes_sent},
+    } for o in outcomes]}

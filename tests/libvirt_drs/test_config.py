@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -226,3 +227,45 @@ def test_help_loads_no_heavy_module() -> None:
             "if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+REPLICATION_HOSTS = ('[[hosts]]\nname = "a1"\nuri = "qemu+tcp://a1/system"\ngroup = "site-a"\n'
+                     '[[hosts]]\nname = "b1"\nuri = "qemu+tcp://b1/system"\ngroup = "site-b"\n')
+
+
+def _policy(**over: str) -> str:
+    keys = {"vms": '["web"]', "primary": '"site-a"', "recovery": '"site-b"',
+            "recovery_dir": '"/var/lib/libvirt/drs-replicas"', "rpo_s": "30", **over}
+    return REPLICATION_HOSTS + "[[replication.policies]]\n" + "".join(
+        f"{k} = {v}\n" for k, v in keys.items() if v)
+
+
+def test_replication_policy_parses() -> None:
+    cfg = config.parse(_policy(), "x.toml")
+    policy, = cfg.replication.policies
+    assert (policy.vms, policy.primary, policy.recovery, policy.rpo_s) == \
+        (("web",), "site-a", "site-b", 30.0)
+    assert cfg.replication.policy_of("web") is policy and cfg.replication.nbd_port == 10809
+
+
+@pytest.mark.parametrize(("over", "message"), [
+    ({"recovery": '"site-a"'}, "replication.policies[0].recovery: expected a host group other "
+                               "than the primary 'site-a'"),
+    ({"primary": '"site-x"'}, "replication.policies[0].primary: expected a host group (site-a, "
+                              "site-b), got 'site-x'"),
+    ({"recovery_dir": '"replicas"'}, "replication.policies[0].recovery_dir: expected an "
+                                     "absolute path"),
+    ({"vms": "[]"}, "replication.policies[0].vms: expected at least one VM name"),
+    ({"rpo_s": "0"}, "replication.policies[0].rpo_s: expected a number > 0"),
+    ({"recovery": ""}, "replication.policies[0].recovery: missing"),
+])
+def test_replication_policy_errors_name_the_key(over: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        config.parse(_policy(**over), "x.toml")
+
+
+def test_a_vm_in_two_policies_is_refused() -> None:
+    text = _policy() + ("[[replication.policies]]\nvms = [\"web\"]\nprimary = \"site-a\"\n"
+                        "recovery = \"site-b\"\nrecovery_dir = \"/r\"\n")
+    with pytest.raises(ConfigError, match="'web' is already in protection policy 'policy-0'"):
+        config.parse(text, "x.toml")

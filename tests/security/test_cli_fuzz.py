@@ -21,7 +21,7 @@ from tests.security.common import assert_clean_failure, driver_config, footprint
 
 # Commands that run until stopped or start real processes (lab, demo, serve, collect's loop,
 # benchmarks) are left out: their option parsing is click's, covered through the others.
-EXCLUDED = {"lab", "demo", "serve", "collect", "bench", "simulate"}
+EXCLUDED = {"lab", "demo", "serve", "collect", "replicate", "bench", "simulate"}
 
 
 def leaf_commands() -> dict[tuple[str, ...], click.Command]:

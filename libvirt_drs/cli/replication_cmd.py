@@ -1,0 +1,110 @@
+"""`drs replicate` and `drs replication status`: disaster recovery replicas of the VMs in
+[[replication.policies]]. Thin adapters over libvirt_drs.operations.replication."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from libvirt_drs.cli.common import AppContext, console, json_option, pass_app, print_json
+from libvirt_drs.errors import UserError
+
+POLL_S = 1.0
+
+
+@click.command("replicate")
+@click.option("--once", is_flag=True,
+              help="One recovery point of every protected VM (or of each --vm), then exit; "
+                   "exit 1 if one failed. Without it: keep replicating, each VM every half "
+                   "of its RPO, until Ctrl-C or SIGTERM.")
+@click.option("--vm", "vms", multiple=True, metavar="NAME",
+              help="Only this protected VM (repeatable).")
+@json_option
+@pass_app
+def replicate(app: AppContext, once: bool, vms: tuple[str, ...], as_json: bool) -> None:
+    """Replicate protected VMs' disks to their recovery site: a full copy first, then the
+    blocks changed since the last recovery point (libvirt incremental backup)."""
+    from libvirt_drs.operations import replication as ops  # noqa: PLC0415
+    from libvirt_drs.operations import views  # noqa: PLC0415
+
+    cl = app.cluster()
+    if not cl.cfg.replication.policies:
+        raise UserError(f"{cl.cfg.path}: no [[replication.policies]]: nothing to replicate "
+                        "(docs/replication.md)")
+    ops.protected(cl, vms)  # unknown VMs: one line, before anything runs
+    if once:
+        outcomes = ops.replicate(cl, app.caller(), vms)
+        _report(views.replication_outcomes(outcomes), as_json)
+        if any(o.point is None for o in outcomes):
+            raise SystemExit(1)
+        return
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda _s, _f: stop.set())
+                for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while not stop.is_set():
+            wanted = [vm for vm in ops.due(cl, app.caller()) if not vms or vm in vms]
+            for vm in wanted:
+                if stop.is_set():
+                    break
+                _report(views.replication_outcomes(ops.replicate(cl, app.caller(), (vm,))),
+                        as_json)
+            stop.wait(POLL_S)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _report(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(data)
+        return
+    for r in data["replicated"]:
+        if r["ok"]:
+            p = r["point"]
+            console.print(f"{r['vm']}: point {p['seq']} ({p['kind']}, {p['bytes']} bytes) on "
+                          f"{p['recovery_host']} in {r['seconds']} s", highlight=False,
+                          markup=False)
+        else:
+            console.print(f"{r['vm']}: failed: {r['error']}", highlight=False, markup=False)
+
+
+@click.group("replication")
+def replication() -> None:
+    """Disaster recovery replicas: how far behind each protected VM is."""
+
+
+@replication.command("status")
+@json_option
+@pass_app
+def status(app: AppContext, as_json: bool) -> None:
+    """Per protected VM: its recovery point's time and age (the RPO actually held) against
+    the policy's RPO, bytes sent, failures and the last error."""
+    from libvirt_drs.operations import replication as ops  # noqa: PLC0415
+    from libvirt_drs.operations import views  # noqa: PLC0415
+
+    data = views.replication_status(ops.status(app.cluster(), app.caller()))
+    if as_json:
+        print_json(data)
+        return
+    if not data["vms"]:
+        console.print("no protected VMs ([[replication.policies]] in the config)")
+        return
+    table = Table(title=f"replication at {time.strftime('%Y-%m-%d %H:%M:%S')}")
+    for col in ("vm", "policy", "recovery point", "age s", "RPO s", "ok", "on", "chain",
+                "bytes sent", "failures", "last error"):
+        table.add_column(col, overflow="fold")
+    for v in data["vms"]:
+        table.add_row(v["vm"], v["policy"], (v["recovery_point_at"] or "none")[:19],
+                      "-" if v["recovery_point_age_s"] is None else str(v["recovery_point_age_s"]),
+                      str(v["rpo_s"]), "yes" if v["within_rpo"] else "NO",
+                      v["recovery_host"] or "-", str(v["chain_length"]),
+                      str(v["bytes_sent_total"]), str(v["failures"]),
+                      escape(v["last_error"] or ""))
+    console.print(table)
