@@ -233,6 +233,8 @@ class ProtectionPolicy:
 class ReplicationConfig:
     """[replication] and its [[replication.policies]]."""
 
+    # the leading drs serve replicates each protected VM every half RPO (as drs replicate)
+    enabled: bool = field(default=False, metadata={"section": "replication"})
     # TCP port of the NBD export a primary host opens for each backup it serves
     nbd_port: int = field(default=10809, metadata={"section": "replication", "ge": 1,
                                                    "le": 65535})

@@ -12,7 +12,15 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from libvirt_drs.cli.common import AppContext, console, json_option, pass_app, print_json
+from libvirt_drs.cli.common import (
+    AppContext,
+    confirm,
+    console,
+    json_option,
+    pass_app,
+    print_json,
+    yes_option,
+)
 from libvirt_drs.errors import UserError
 
 POLL_S = 1.0
@@ -108,3 +116,43 @@ def status(app: AppContext, as_json: bool) -> None:
                       str(v["bytes_sent_total"]), str(v["failures"]),
                       escape(v["last_error"] or ""))
     console.print(table)
+
+
+@click.command("failover")
+@click.option("--site", required=True, metavar="GROUP",
+              help="The lost primary site (host group): its protected VMs start on their "
+                   "recovery site.")
+@yes_option
+@json_option
+@pass_app
+def failover(app: AppContext, site: str, yes: bool, as_json: bool) -> None:
+    """Start the protected VMs of a lost SITE on their recovery site, each from its latest
+    recovery point (asks first; primary hosts that do not answer must be powered off). A VM
+    still running on a primary host that answers is refused; exit 1 if any VM did not start."""
+    from libvirt_drs.operations import replication as ops  # noqa: PLC0415
+    from libvirt_drs.operations import views  # noqa: PLC0415
+
+    cl = app.cluster()
+    view = ops.failover_preview(cl, app.caller(), site)
+    off = (f" Hosts {', '.join(view.unreachable)} do not answer: you confirm they are powered "
+           "off (a VM running there and on the recovery site would run twice)."
+           if view.unreachable else "")
+    confirm(f"fail over site {site}: start its protected VMs on the recovery site from their "
+            f"recovery points (writes after each point are lost)?{off}", yes)
+    data = views.failover(ops.failover(cl, app.caller(), site, hosts_off_confirmed=True))
+    if as_json:
+        print_json(data)
+    else:
+        for s in data["started"]:
+            console.print(f"{s['vm']}: running on {s['host']} in {s['seconds_to_running']} s "
+                          f"from point {s['recovery_point_seq']} ({s['data_loss_window_s']} s "
+                          "of writes lost at most)", highlight=False, markup=False)
+        for key in ("skipped", "refused"):
+            for r in data[key]:
+                console.print(f"{r['vm']}: {key}: {r['why']}", highlight=False, markup=False)
+        for r in data["failed"]:
+            console.print(f"{r['vm']}: failed: {r['error']}", highlight=False, markup=False)
+        console.print(f"failover of {site}: {len(data['started'])} started in "
+                      f"{data['seconds']} s", highlight=False)
+    if data["failed"] or data["refused"]:
+        raise SystemExit(1)

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from libvirt_drs.config import ProtectionPolicy
 from libvirt_drs.db import audit
 from libvirt_drs.db import replication as store
 from libvirt_drs.operations.caller import Caller, Role, require
 from libvirt_drs.operations.context import Cluster
-from libvirt_drs.operations.errors import NotFound
+from libvirt_drs.operations.errors import Conflict, NotFound
+from libvirt_drs.replication import failover as fo
 from libvirt_drs.replication import schedule
 from libvirt_drs.replication.transfer import Connections, ReplicationError, replicate_vm
 
@@ -99,3 +101,76 @@ def due(cl: Cluster, caller: Caller) -> list[str]:
         replicas.append(schedule.Replica(s.vm, s.rpo_s, s.point.taken_s if s.point else None,
                                          failed))
     return schedule.due(replicas, cl.clock())
+
+
+@dataclass(frozen=True)
+class Failover:
+    site: str
+    started: tuple[fo.Started, ...]
+    skipped: tuple[tuple[str, str], ...]  # (vm, why): already running on the recovery site
+    refused: tuple[tuple[str, str], ...]  # (vm, why): still running at the primary, no point
+    failed: tuple[tuple[str, str], ...]  # (vm, error)
+    unreachable: tuple[str, ...]  # primary hosts that did not answer (confirmed off)
+    seconds: float
+
+
+def _policies_of_site(cl: Cluster, site: str) -> list[ProtectionPolicy]:
+    policies = [p for p in cl.cfg.replication.policies if p.primary == site]
+    if not policies:
+        sites = sorted({p.primary for p in cl.cfg.replication.policies})
+        raise NotFound(f"no protection policy has primary site {site!r} (primary sites: "
+                       f"{', '.join(sites) or 'none'})")
+    return policies
+
+
+def failover_preview(cl: Cluster, caller: Caller, site: str) -> fo.PrimaryView:
+    """Which primary hosts answer and where the site's protected VMs still run."""
+    require(caller, Role.VIEWER, "read the primary site")
+    conns = Connections(cl.cfg)
+    try:
+        return fo.look_at_primary(cl.cfg, conns, _policies_of_site(cl, site))
+    finally:
+        conns.close()
+
+
+def failover(cl: Cluster, caller: Caller, site: str, hosts_off_confirmed: bool) -> Failover:
+    """Start every protected VM of primary site `site` on the recovery site from its
+    recovery point. Primary hosts that do not answer must be confirmed off (fenced) by the
+    caller; a VM still running on a reachable primary host is refused, one already running
+    on the recovery site is skipped: nothing runs twice."""
+    require(caller, Role.OPERATOR, "fail over a site")
+    policies = _policies_of_site(cl, site)
+    start_s = cl.clock()
+    conns = Connections(cl.cfg)
+    started, skipped, refused, failed = [], [], [], []
+    try:
+        view = fo.look_at_primary(cl.cfg, conns, policies)
+        if view.unreachable and not hosts_off_confirmed:
+            raise Conflict(f"primary hosts {', '.join(view.unreachable)} do not answer: confirm "
+                           "they are powered off (fenced) before their VMs start elsewhere",
+                           "fence_unconfirmed")
+        latest = store.latest(cl.engine)
+        for policy in policies:
+            for vm in policy.vms:
+                point = latest.get(vm)
+                if vm in view.running:
+                    refused.append((vm, f"still runs on {view.running[vm]}, which answers: "
+                                        "not started a second time"))
+                elif point is None:
+                    refused.append((vm, "has no recovery point"))
+                elif fo.running_on(conns, point.recovery_host, vm):
+                    skipped.append((vm, f"already runs on {point.recovery_host}"))
+                else:
+                    try:
+                        s = fo.start_from_point(conns, policy, point, start_s, cl.clock)
+                    except ReplicationError as exc:
+                        failed.append((vm, str(exc)))
+                        continue
+                    started.append(s)
+                    audit.record(cl.engine, cl.clock(), caller.name, "failover.started", vm,
+                                 f"on {s.host} from recovery point {point.seq} taken "
+                                 f"{s.data_loss_window_s:.1f} s before the failover")
+    finally:
+        conns.close()
+    return Failover(site, tuple(started), tuple(skipped), tuple(refused), tuple(failed),
+                    view.unreachable, cl.clock() - start_s)

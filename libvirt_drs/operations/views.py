@@ -20,7 +20,7 @@ from libvirt_drs.operations.hosts import Evacuation, Left
 from libvirt_drs.operations.moves import Applied, MigrationCheck, Target
 from libvirt_drs.operations.planning import Planned
 from libvirt_drs.operations.reads import ClusterStatus, History
-from libvirt_drs.operations.replication import Outcome, ReplicaStatus
+from libvirt_drs.operations.replication import Failover, Outcome, ReplicaStatus
 
 MIB = 1024 * 1024
 
@@ -218,3 +218,16 @@ def replication_outcomes(outcomes: list[Outcome]) -> dict[str, Any]:
             "source_host": o.point.source_host, "recovery_host": o.point.recovery_host,
             "bytes": o.point.bytes_sent},
     } for o in outcomes]}
+
+
+def failover(f: Failover) -> dict[str, Any]:
+    return {"site": f.site, "seconds": round(f.seconds, 2),
+            "primary_hosts_unreachable": list(f.unreachable),
+            "started": [{"vm": s.vm, "host": s.host, "recovery_point_seq": s.point.seq,
+                         "recovery_point_at": iso(s.point.taken_s),
+                         "data_loss_window_s": round(s.data_loss_window_s, 1),
+                         "seconds_to_running": round(s.seconds_to_running, 2)}
+                        for s in f.started],
+            "skipped": [{"vm": vm, "why": why} for vm, why in f.skipped],
+            "refused": [{"vm": vm, "why": why} for vm, why in f.refused],
+            "failed": [{"vm": vm, "error": err} for vm, err in f.failed]}

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("libvirt_drs.serve")
 DAY_S = 86400.0
+REPLICATE_POLL_S = 2.0  # how often the leader looks for protected VMs whose point is due
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,8 @@ class Service:
             ]
             if self.ha is not None:  # the leader watches the hosts each collector interval
                 jobs.append(JobSpec("ha", self.ha, c.collector.interval_s))
+            if c.replication.enabled and c.replication.policies:
+                jobs.append(JobSpec("replicate", self.replicate, REPLICATE_POLL_S))
         return jobs
 
     def _ha_job(self) -> HaJob:
@@ -203,6 +206,15 @@ class Service:
             self.reconcile()
         self.balance()
 
+    def _publish_replication(self) -> None:
+        from libvirt_drs.operations import replication as ops  # noqa: PLC0415
+        from libvirt_drs.operations.caller import SERVICE  # noqa: PLC0415
+        from libvirt_drs.operations.context import Cluster  # noqa: PLC0415
+
+        rows = ops.status(Cluster(self.cfg, self.engine, actor=ACTOR), SERVICE)
+        self.metrics.record_replication({(r.vm, r.policy): r.age_s for r in rows},
+                                        {(r.vm, r.policy): r.rpo_s for r in rows})
+
     def reconcile(self) -> None:
         """Settle jobs a dead process left running (e.g. the previous leader)."""
         for r in self.migrator.reconcile():
@@ -214,12 +226,31 @@ class Service:
         from libvirt_drs.ha.job import publish  # noqa: PLC0415
 
         publish(self.cfg, self.engine, self.metrics)
+        if self.cfg.replication.policies:
+            self._publish_replication()
         now = time.monotonic()
         # a snapshot reads the demand window of every VM: once per collect cycle is enough
         if now - self._last_loads_s >= self.cfg.collector.interval_s:
             self._last_loads_s = now
             publish_loads(self.metrics, cluster_loads(load_snapshot(self.engine, self.cfg),
                                                       self.policy))
+
+    def replicate(self) -> None:
+        """Recovery points of the protected VMs that are due (each every half RPO), the
+        same operation as `drs replicate`; a VM that fails is retried later."""
+        from libvirt_drs.operations import replication as ops  # noqa: PLC0415
+        from libvirt_drs.operations.caller import SERVICE  # noqa: PLC0415
+        from libvirt_drs.operations.context import Cluster  # noqa: PLC0415
+
+        cl = Cluster(self.cfg, self.engine, actor=ACTOR, migrator=self.migrator)
+        for vm in ops.due(cl, SERVICE):
+            if self.stop_signal.event.is_set():
+                return
+            for outcome in ops.replicate(cl, SERVICE, (vm,)):
+                self.metrics.count_replication(outcome.point is not None,
+                                               outcome.point.bytes_sent if outcome.point else 0)
+                if outcome.point is None:
+                    log.warning("replication: %s", outcome.error)
 
     def retention(self) -> None:
         c = self.cfg.collector

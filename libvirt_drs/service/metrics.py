@@ -27,7 +27,7 @@ from prometheus_client import (
 from libvirt_drs import __version__
 from libvirt_drs.migrator.model import JOB_RESULTS
 
-JOB_NAMES = ("collect", "balance", "retention", "observe", "ha")
+JOB_NAMES = ("collect", "balance", "retention", "observe", "ha", "replicate")
 MOVE_KINDS = ("mandatory", "balancing")
 RESOURCES = ("cpu", "memory", "combined")
 DIRECTIONS = ("outgoing", "incoming")
@@ -159,6 +159,21 @@ class DrsMetrics:
                                 registry=r)
         self.ha_protected = Gauge("drs_ha_protected_vms", "VMs in an HA group.", registry=r)
 
+        # disaster recovery replication (libvirt_drs/replication)
+        self.replication_lag = Gauge(
+            "drs_replication_lag_seconds",
+            "Age of each protected VM's recovery point: the data a failover now would lose "
+            "at most (+Inf: no recovery point yet).", ["vm", "policy"], registry=r)
+        self.replication_rpo = Gauge("drs_replication_rpo_seconds",
+                                     "Each protected VM's recovery point objective.",
+                                     ["vm", "policy"], registry=r)
+        self.replication_points = Counter("drs_replication_points_total",
+                                          "Replication attempts of this process, by result.",
+                                          ["result"], registry=r)
+        self.replication_bytes = Counter("drs_replication_sent_bytes_total",
+                                         "Bytes of recovery points sent to recovery sites.",
+                                         registry=r)
+
         # service
         self.leader = Gauge("drs_leader",
                             "1 if this process holds the cluster's balancer leader lock, else 0.",
@@ -196,6 +211,7 @@ class DrsMetrics:
             self.ha_restarts.labels(outcome)
         for outcome in ("succeeded", "failed"):
             self.ha_fences.labels(outcome)
+            self.replication_points.labels(outcome)
         self.leader.set(0)
 
     def set_host_gauges(self, cpu: Mapping[str, float], memory: Mapping[str, float],
@@ -229,6 +245,20 @@ class DrsMetrics:
             self.ha_host_state.labels(host, state).set(1)
         self.ha_waiting.set(waiting)
         self.ha_protected.set(protected)
+
+    def record_replication(self, lag_s: Mapping[tuple[str, str], float | None],
+                           rpo_s: Mapping[tuple[str, str], float]) -> None:
+        """Per (vm, policy): the recovery point's age (None: no point) and the RPO."""
+        self.replication_lag.clear()
+        self.replication_rpo.clear()
+        for key, age in lag_s.items():
+            self.replication_lag.labels(*key).set(float("inf") if age is None else age)
+        for key, rpo in rpo_s.items():
+            self.replication_rpo.labels(*key).set(rpo)
+
+    def count_replication(self, ok: bool, sent_bytes: int) -> None:
+        self.replication_points.labels("succeeded" if ok else "failed").inc()
+        self.replication_bytes.inc(sent_bytes)
 
     def count_fence(self, host: str, ok: bool) -> None:
         self.ha_fences.labels("succeeded" if ok else "failed").inc()

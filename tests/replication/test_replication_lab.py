@@ -161,3 +161,101 @@ def test_recovery_host_lost_mid_transfer_keeps_the_previous_point(
     status, = ops.status(fast, cli_caller())
     assert status.attempts is not None and status.attempts.failures == 1
     fast.close()
+
+
+def _alert_expr(name: str) -> str:
+    from tests.service.test_deploy import DEPLOY  # noqa: PLC0415
+
+    text = (DEPLOY / "drs-rules.yml").read_text()
+    block = text.split(f"- alert: {name}\n", 1)[1]
+    return block.split("expr:", 1)[1].split("\n", 1)[0].strip()
+
+
+def test_serve_replicates_on_its_schedule_and_prometheus_sees_the_lag(
+        sites: Any, tmp_path: Path) -> None:
+    """`drs serve` with [replication] enabled keeps the point younger than the RPO; the lag
+    reaches a real Prometheus, where the DrsReplicationBehindRpo expression stays empty."""
+    from tests.e2e.prometheus_proc import Prometheus  # noqa: PLC0415
+    from tests.service.serve_proc import ServeProcess, free_port, wait_for  # noqa: PLC0415
+
+    config = write_config(sites, tmp_path / "drs.toml")
+    config.write_text(config.read_text().replace("[replication]\n",
+                                                 "[replication]\nenabled = true\n")
+                      .replace("rpo_s = 30", "rpo_s = 8"))
+    engine = make_engine(config_mod.load(str(config)).database_url)
+    schema.upgrade(engine)
+    port = free_port()
+    prom = Prometheus(tmp_path / "prometheus", free_port(), [f"127.0.0.1:{port}"])
+    serve = ServeProcess(config, port, ["--collect-interval", "2", "--observe-interval", "1",
+                                        "--grace", "10", "--lease", "6"], tmp_path / "serve.log")
+    try:
+        prom.wait_ready()
+        serve.wait_healthy()
+        vm = sites.vms[0].name
+        assert wait_for(lambda: len(store.chain(engine, vm)) >= 3, 60), serve.output()
+        chain = store.chain(engine, vm)
+        gaps = [b.taken_s - a.taken_s for a, b in zip(chain, chain[1:], strict=False)]
+        assert all(g < 8 for g in gaps), gaps  # a point every half RPO, give or take a poll
+        assert wait_for(prom.targets_up, 30)
+        lag = f'drs_replication_lag_seconds{{vm="{vm}"}}'
+        assert wait_for(lambda: prom.api("query", query=f"{lag} < 8")["data"]["result"], 30)
+        behind = prom.api("query", query=_alert_expr("DrsReplicationBehindRpo"))
+        assert behind["status"] == "success" and behind["data"]["result"] == []
+        assert prom.api("query", query="drs_replication_points_total")["data"]["result"]
+    finally:
+        serve.stop()
+        prom.stop()
+
+
+def point_counter(lab: Any, point: store.Point, tmp_path: Path) -> int:
+    return disk_counter(point_as_raw(lab, point.volumes["vda"], tmp_path / "p.raw"))
+
+
+def test_failover_of_a_killed_site_starts_the_guest_from_its_point_once(
+        sites: Any, tmp_path: Path) -> None:
+    """Last in this module: it kills h1 (site A). Refused while the guest still runs there;
+    after the kill, refused until the operator confirms h1 is off; then the guest boots on
+    h2 from its recovery point (its disk counter exactly the point's) and beats; a second
+    failover starts nothing."""
+    from libvirt_drs.lab import heartbeat  # noqa: PLC0415
+    from libvirt_drs.operations.errors import Conflict  # noqa: PLC0415
+
+    vm = sites.vms[0]
+    cfg = config_mod.load(str(write_config(sites, tmp_path / "drs.toml")))
+    engine = make_engine(cfg.database_url)
+    schema.upgrade(engine)
+    cl = Cluster(cfg, engine, actor="test")
+    for _ in range(2):
+        done, = ops.replicate(cl, cli_caller())
+        assert done.point is not None, done.error
+    point = done.point
+    counter = point_counter(sites, point, tmp_path)
+
+    alive = ops.failover(cl, cli_caller(), "site-a", hosts_off_confirmed=True)
+    assert alive.started == () and [v for v, _ in alive.refused] == [vm.name]
+    assert "still runs on h1" in alive.refused[0][1]
+
+    time.sleep(2.0)  # writes after the point: these are what a failover loses
+    written = heartbeat.last(vm.serial_log)
+    assert written is not None and written.disk_writes > counter
+    sites.kill_host("h1")  # the site is lost without warning
+    with pytest.raises(Conflict, match="primary hosts h1 do not answer"):
+        ops.failover(cl, cli_caller(), "site-a", hosts_off_confirmed=False)
+
+    boots = len(heartbeat.disk_starts(vm.serial_log))
+    result = ops.failover(cl, cli_caller(), "site-a", hosts_off_confirmed=True)
+    assert result.failed == () and result.refused == (), result
+    started, = result.started
+    assert started.host == "h2" and started.point.seq == point.seq
+    assert result.unreachable == ("h1",)
+    deadline = time.monotonic() + 120
+    while len(heartbeat.disk_starts(vm.serial_log)) == boots and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert heartbeat.disk_starts(vm.serial_log)[boots:] == [counter]  # booted from the point
+    booted = time.time()
+    time.sleep(3.0)
+    assert heartbeat.since(heartbeat.read(vm.serial_log), booted), "no heartbeat after failover"
+
+    again = ops.failover(cl, cli_caller(), "site-a", hosts_off_confirmed=True)
+    assert again.started == () and [v for v, _ in again.skipped] == [vm.name]
+    cl.close()
