@@ -569,6 +569,17 @@ def _rules(s: _Section) -> Rules:
     )
 
 
+def _claim_vms(s: _Section, vms: tuple[str, ...], owner: str, seen: dict[str, str],
+               kind: str) -> None:
+    """`vms` is not empty and none of them belongs to another `kind` already (in `seen`)."""
+    if not vms:
+        raise s.fail("vms", "expected at least one VM name")
+    for vm in vms:
+        if vm in seen:
+            raise s.fail("vms", f"{vm!r} is already in {kind} {seen[vm]!r}")
+        seen[vm] = owner
+
+
 def _ha_groups(s: _Section) -> tuple[HaGroup, ...]:
     groups: list[HaGroup] = []
     seen: dict[str, str] = {}
@@ -579,12 +590,7 @@ def _ha_groups(s: _Section) -> tuple[HaGroup, ...]:
             priority=g.get("priority", "str", "medium", lambda v: v in HA_PRIORITIES,
                            "high, medium or low"),
             order=g.get("order", "int", 0))
-        if not group.vms:
-            raise g.fail("vms", "expected at least one VM name")
-        for vm in group.vms:
-            if vm in seen:
-                raise g.fail("vms", f"{vm!r} is already in HA group {seen[vm]!r}")
-            seen[vm] = group.name
+        _claim_vms(g, group.vms, group.name, seen, "HA group")
         g.finish()
         groups.append(group)
     return tuple(groups)
@@ -596,8 +602,7 @@ def _policies(s: _Section, hosts: tuple[HostConfig, ...]) -> tuple[ProtectionPol
     seen: dict[str, str] = {}
     for i, item in enumerate(s.get("policies", "tables", [])):
         p = _Section(s.path, f"replication.policies[{i}]", item)
-        in_group = {"check": lambda v: v in groups,
-                    "expected": f"a host group ({', '.join(groups) or 'no hosts configured'})"}
+        a_group = f"a host group ({', '.join(groups) or 'no hosts configured'})"
         policy = ProtectionPolicy(
             name=p.get("name", "str", f"policy-{i}", _name_ok, "a non-empty name"),
             vms=p.names("vms"),
@@ -606,18 +611,13 @@ def _policies(s: _Section, hosts: tuple[HostConfig, ...]) -> tuple[ProtectionPol
             rpo_s=p.get("rpo_s", "float", 60.0, lambda v: v > 0, "a number > 0 (seconds)"))
         for key in ("primary", "recovery"):
             if getattr(policy, key) not in groups:
-                raise p.fail(key, f"expected {in_group['expected']}, got {getattr(policy, key)!r}")
+                raise p.fail(key, f"expected {a_group}, got {getattr(policy, key)!r}")
         if policy.recovery == policy.primary:
             raise p.fail("recovery", f"expected a host group other than the primary "
                          f"{policy.primary!r} (a replica on the site it protects survives nothing)")
         if not policy.recovery_dir.startswith("/"):
             raise p.fail("recovery_dir", f"expected an absolute path, got {policy.recovery_dir!r}")
-        if not policy.vms:
-            raise p.fail("vms", "expected at least one VM name")
-        for vm in policy.vms:
-            if vm in seen:
-                raise p.fail("vms", f"{vm!r} is already in protection policy {seen[vm]!r}")
-            seen[vm] = policy.name
+        _claim_vms(p, policy.vms, policy.name, seen, "protection policy")
         p.finish()
         policies.append(policy)
     return tuple(policies)

@@ -81,6 +81,28 @@ def chain(engine: Engine, vm: str) -> list[Point]:
     return rows[fulls[-1]:] if fulls else []
 
 
+def newest(engine: Engine, vm: str) -> Point | None:
+    """The VM's recovery point (its newest point), if it has one."""
+    with Session(engine) as session:
+        row = session.scalars(select(ReplicaPoint).where(ReplicaPoint.vm_name == vm)
+                              .order_by(ReplicaPoint.seq.desc()).limit(1)).first()
+    return _point(row) if row is not None else None
+
+
+def chain_lengths(engine: Engine) -> dict[str, int]:
+    """Per VM, the points from its last full one on: the files its recovery point reads."""
+    with Session(engine) as session:
+        last_full = (select(ReplicaPoint.vm_name, func.max(ReplicaPoint.seq).label("seq"))
+                     .where(ReplicaPoint.kind == "full").group_by(ReplicaPoint.vm_name)
+                     .subquery())
+        rows = session.execute(
+            select(ReplicaPoint.vm_name, func.count())
+            .join(last_full, (ReplicaPoint.vm_name == last_full.c.vm_name)
+                  & (ReplicaPoint.seq >= last_full.c.seq))
+            .group_by(ReplicaPoint.vm_name))
+        return {vm: int(n) for vm, n in rows}
+
+
 def latest(engine: Engine) -> dict[str, Point]:
     """Every VM's recovery point (its newest point)."""
     with Session(engine) as session:

@@ -82,13 +82,14 @@ def status(cl: Cluster, caller: Caller) -> list[ReplicaStatus]:
     latest = store.latest(cl.engine)
     sent = store.bytes_sent(cl.engine)
     tried = store.attempts(cl.engine)
+    chains = store.chain_lengths(cl.engine)
     out = []
     for p in cl.cfg.replication.policies:
         for vm in p.vms:
             point = latest.get(vm)
             out.append(ReplicaStatus(vm, p.name, p.rpo_s, point,
                                      None if point is None else now - point.taken_s,
-                                     sent.get(vm, 0), len(store.chain(cl.engine, vm)),
+                                     sent.get(vm, 0), chains.get(vm, 0),
                                      tried.get(vm)))
     return out
 

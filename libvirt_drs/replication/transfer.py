@@ -253,8 +253,7 @@ def replicate_vm(cfg: Config, engine: Engine, conns: Connections, policy: Protec
     disks = protected_disks(domain_xml)
     if not disks:
         raise ReplicationError(f"{vm} has no file-backed qcow2 disk to replicate")
-    chain = store.chain(engine, vm)
-    prev = chain[-1] if chain else None
+    prev = store.newest(engine, vm)
     recovery_host = prev.recovery_host if prev else _pick_recovery_host(conns, recovery)
     rconn = conns.get(recovery_host)
     pool = ensure_pool(rconn, policy.recovery_dir)
