@@ -227,6 +227,9 @@ class ProtectionPolicy:
     recovery: str  # host group holding the replicas (and running the VMs after failover)
     recovery_dir: str  # on the recovery hosts: a libvirt dir pool of the replicas
     rpo_s: float = 60.0
+    # failover start order, as [[ha.groups]]: high first, then lower `order`, then as listed
+    priority: str = "medium"
+    order: int = 0
 
 
 @dataclass(frozen=True)
@@ -608,7 +611,10 @@ def _policies(s: _Section, hosts: tuple[HostConfig, ...]) -> tuple[ProtectionPol
             vms=p.names("vms"),
             primary=p.require("primary", "str"), recovery=p.require("recovery", "str"),
             recovery_dir=p.require("recovery_dir", "str"),
-            rpo_s=p.get("rpo_s", "float", 60.0, lambda v: v > 0, "a number > 0 (seconds)"))
+            rpo_s=p.get("rpo_s", "float", 60.0, lambda v: v > 0, "a number > 0 (seconds)"),
+            priority=p.get("priority", "str", "medium", lambda v: v in HA_PRIORITIES,
+                           "high, medium or low"),
+            order=p.get("order", "int", 0))
         for key in ("primary", "recovery"):
             if getattr(policy, key) not in groups:
                 raise p.fail(key, f"expected {a_group}, got {getattr(policy, key)!r}")

@@ -91,7 +91,8 @@ def _register() -> None:
                 *plans_cmd.COMMANDS, *serve_cmd.COMMANDS,
                 balance_cmd.simulate_cmd, bench_cmd.bench, recommend_cmd.recommend,
                 files_cmd.files, tokens_cmd.tokens, ha_cmd.ha, replication_cmd.replicate,
-                replication_cmd.replication, replication_cmd.failover)
+                replication_cmd.replication, replication_cmd.failover,
+                replication_cmd.failback)
     for command in commands:
         cli.add_command(command)
 

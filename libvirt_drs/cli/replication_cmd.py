@@ -120,39 +120,99 @@ def status(app: AppContext, as_json: bool) -> None:
 
 @click.command("failover")
 @click.option("--site", required=True, metavar="GROUP",
-              help="The lost primary site (host group): its protected VMs start on their "
+              help="The primary site (host group) whose protected VMs start on their "
                    "recovery site.")
+@click.option("--planned", is_flag=True,
+              help="A planned migration while the site still runs: each VM is paused, "
+                   "synchronised one last time, stopped and started on the recovery site "
+                   "(no write lost; every primary host must answer).")
+@click.option("--test", "test", is_flag=True,
+              help="A test: start an isolated copy of each VM (<vm>-drtest, no network) "
+                   "from its recovery point; production and replication go on untouched.")
+@click.option("--cleanup-test", is_flag=True,
+              help="Stop and remove the test copies (and their disks) a --test started.")
 @yes_option
 @json_option
 @pass_app
-def failover(app: AppContext, site: str, yes: bool, as_json: bool) -> None:
+def failover(app: AppContext, site: str, planned: bool, test: bool, cleanup_test: bool,
+             yes: bool, as_json: bool) -> None:
     """Start the protected VMs of a lost SITE on their recovery site, each from its latest
-    recovery point (asks first; primary hosts that do not answer must be powered off). A VM
-    still running on a primary host that answers is refused; exit 1 if any VM did not start."""
+    recovery point, in priority order (asks first; primary hosts that do not answer must be
+    powered off). A VM still running on a primary host that answers is refused; exit 1 if
+    any VM did not start. --planned, --test and --cleanup-test: see below."""
+    from libvirt_drs.operations import replication as ops  # noqa: PLC0415
+    from libvirt_drs.operations import views  # noqa: PLC0415
+
+    if planned + test + cleanup_test > 1:
+        raise click.UsageError("--planned, --test and --cleanup-test: at most one")
+    cl = app.cluster()
+    if cleanup_test:
+        confirm(f"remove the failover test copies of site {site}'s VMs and their disks?", yes)
+        data = views.test_copies_removed(site, ops.remove_test_copies(cl, app.caller(), site))
+        if as_json:
+            print_json(data)
+            return
+        for r in data["removed"]:
+            console.print(f"{r['name']}: removed from {r['host']}", highlight=False,
+                          markup=False)
+        console.print(f"{len(data['removed'])} test copies removed", highlight=False)
+        return
+    view = ops.failover_preview(cl, app.caller(), site)
+    if test:
+        question = (f"test failover of site {site}: start an isolated copy (no network) of "
+                    "each protected VM on the recovery site from its recovery point?")
+    elif planned:
+        question = (f"planned migration of site {site}: pause each protected VM, synchronise "
+                    "it and start it on the recovery site (it stops at the primary)?")
+    else:
+        off = (f" Hosts {', '.join(view.unreachable)} do not answer: you confirm they are "
+               "powered off (a VM running there and on the recovery site would run twice)."
+               if view.unreachable else "")
+        question = (f"fail over site {site}: start its protected VMs on the recovery site from "
+                    f"their recovery points (writes after each point are lost)?{off}")
+    confirm(question, yes)
+    mode = "test" if test else "planned" if planned else "failover"
+    _report_moves(views.failover(ops.failover(cl, app.caller(), site, hosts_off_confirmed=True,
+                                              mode=mode)), as_json)
+
+
+@click.command("failback")
+@click.option("--site", required=True, metavar="GROUP",
+              help="The primary site (host group), back again: its protected VMs that run "
+                   "on the recovery site return to it.")
+@yes_option
+@json_option
+@pass_app
+def failback(app: AppContext, site: str, yes: bool, as_json: bool) -> None:
+    """Return the protected VMs of SITE from the recovery site after a failover: each is
+    paused, synchronised to SITE (replication runs in reverse after a failover), stopped
+    and started there, with no write lost; replication to the recovery site then goes on.
+    Asks first; exit 1 if any VM did not return."""
     from libvirt_drs.operations import replication as ops  # noqa: PLC0415
     from libvirt_drs.operations import views  # noqa: PLC0415
 
     cl = app.cluster()
-    view = ops.failover_preview(cl, app.caller(), site)
-    off = (f" Hosts {', '.join(view.unreachable)} do not answer: you confirm they are powered "
-           "off (a VM running there and on the recovery site would run twice)."
-           if view.unreachable else "")
-    confirm(f"fail over site {site}: start its protected VMs on the recovery site from their "
-            f"recovery points (writes after each point are lost)?{off}", yes)
-    data = views.failover(ops.failover(cl, app.caller(), site, hosts_off_confirmed=True))
+    confirm(f"fail back to site {site}: pause each of its protected VMs running on the "
+            "recovery site, synchronise it and start it again on its primary site?", yes)
+    _report_moves(views.failover(ops.failback(cl, app.caller(), site)), as_json)
+
+
+def _report_moves(data: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(data)
     else:
         for s in data["started"]:
-            console.print(f"{s['vm']}: running on {s['host']} in {s['seconds_to_running']} s "
-                          f"from point {s['recovery_point_seq']} ({s['data_loss_window_s']} s "
-                          "of writes lost at most)", highlight=False, markup=False)
+            lost = ("no write lost" if data["mode"] in ("planned", "failback")
+                    else f"{s['data_loss_window_s']} s of writes lost at most")
+            console.print(f"{s['name']}: running on {s['host']} in {s['seconds_to_running']} s "
+                          f"from point {s['recovery_point_seq']} ({lost})", highlight=False,
+                          markup=False)
         for key in ("skipped", "refused"):
             for r in data[key]:
                 console.print(f"{r['vm']}: {key}: {r['why']}", highlight=False, markup=False)
         for r in data["failed"]:
             console.print(f"{r['vm']}: failed: {r['error']}", highlight=False, markup=False)
-        console.print(f"failover of {site}: {len(data['started'])} started in "
+        console.print(f"{data['mode']} of {data['site']}: {len(data['started'])} started in "
                       f"{data['seconds']} s", highlight=False)
     if data["failed"] or data["refused"]:
         raise SystemExit(1)

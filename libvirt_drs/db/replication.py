@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select
@@ -81,11 +82,13 @@ def chain(engine: Engine, vm: str) -> list[Point]:
     return rows[fulls[-1]:] if fulls else []
 
 
-def newest(engine: Engine, vm: str) -> Point | None:
-    """The VM's recovery point (its newest point), if it has one."""
+def newest(engine: Engine, vm: str, on_hosts: Collection[str] | None = None) -> Point | None:
+    """The VM's newest point (held on one of `on_hosts`: one site), if it has one."""
+    query = select(ReplicaPoint).where(ReplicaPoint.vm_name == vm)
+    if on_hosts is not None:
+        query = query.where(ReplicaPoint.recovery_host.in_(list(on_hosts)))
     with Session(engine) as session:
-        row = session.scalars(select(ReplicaPoint).where(ReplicaPoint.vm_name == vm)
-                              .order_by(ReplicaPoint.seq.desc()).limit(1)).first()
+        row = session.scalars(query.order_by(ReplicaPoint.seq.desc()).limit(1)).first()
     return _point(row) if row is not None else None
 
 
@@ -103,11 +106,14 @@ def chain_lengths(engine: Engine) -> dict[str, int]:
         return {vm: int(n) for vm, n in rows}
 
 
-def latest(engine: Engine) -> dict[str, Point]:
-    """Every VM's recovery point (its newest point)."""
+def latest(engine: Engine, on_hosts: Collection[str] | None = None) -> dict[str, Point]:
+    """Every VM's newest point (of those held on `on_hosts`: the recovery point a failover
+    to that site would use)."""
+    query = select(ReplicaPoint.vm_name, func.max(ReplicaPoint.seq).label("seq"))
+    if on_hosts is not None:
+        query = query.where(ReplicaPoint.recovery_host.in_(list(on_hosts)))
     with Session(engine) as session:
-        newest = (select(ReplicaPoint.vm_name, func.max(ReplicaPoint.seq).label("seq"))
-                  .group_by(ReplicaPoint.vm_name).subquery())
+        newest = query.group_by(ReplicaPoint.vm_name).subquery()
         rows = session.scalars(select(ReplicaPoint).join(
             newest, (ReplicaPoint.vm_name == newest.c.vm_name) & (ReplicaPoint.seq == newest.c.seq)))
         return {r.vm_name: _point(r) for r in rows}

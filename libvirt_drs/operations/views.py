@@ -221,9 +221,10 @@ def replication_outcomes(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def failover(f: Failover) -> dict[str, Any]:
-    return {"site": f.site, "seconds": round(f.seconds, 2),
+    return {"site": f.site, "mode": f.mode, "seconds": round(f.seconds, 2),
             "primary_hosts_unreachable": list(f.unreachable),
-            "started": [{"vm": s.vm, "host": s.host, "recovery_point_seq": s.point.seq,
+            "started": [{"vm": s.vm, "name": s.name, "host": s.host,
+                         "recovery_point_seq": s.point.seq,
                          "recovery_point_at": iso(s.point.taken_s),
                          "data_loss_window_s": round(s.data_loss_window_s, 1),
                          "seconds_to_running": round(s.seconds_to_running, 2)}
@@ -231,3 +232,7 @@ def failover(f: Failover) -> dict[str, Any]:
             "skipped": [{"vm": vm, "why": why} for vm, why in f.skipped],
             "refused": [{"vm": vm, "why": why} for vm, why in f.refused],
             "failed": [{"vm": vm, "error": err} for vm, err in f.failed]}
+
+
+def test_copies_removed(site: str, removed: list[tuple[str, str]]) -> dict[str, Any]:
+    return {"site": site, "removed": [{"name": name, "host": host} for name, host in removed]}

@@ -138,7 +138,18 @@ def _running_on(conns: Connections, hosts: list[str], vm: str) -> tuple[str, Any
         except libvirt.libvirtError:
             continue
     extra = f" ({', '.join(unreachable)} not answering)" if unreachable else ""
-    raise ReplicationError(f"{vm} runs on no host of its primary site{extra}")
+    raise ReplicationError(f"{vm} runs on no host of its two sites{extra}")
+
+
+def running_on_sites(conns: Connections, cfg: Config, policy: ProtectionPolicy, vm: str
+                     ) -> tuple[str, Any]:
+    """(host, domain) where the VM runs: on a host of either of the policy's sites."""
+    return _running_on(conns, site_hosts(cfg, policy.primary) + site_hosts(cfg, policy.recovery),
+                       vm)
+
+
+def site_hosts(cfg: Config, group: str) -> list[str]:
+    return [h.name for h in cfg.hosts if h.group == group]
 
 
 def ensure_pool(conn: Any, directory: str) -> Any:
@@ -243,23 +254,25 @@ def _pick_recovery_host(conns: Connections, hosts: list[str]) -> str:
 
 def replicate_vm(cfg: Config, engine: Engine, conns: Connections, policy: ProtectionPolicy,
                  vm: str, clock: Callable[[], float] = time.time) -> store.Point:
-    """Take the VM's next recovery point (full if it has none or the checkpoint is gone)."""
+    """Take the VM's next recovery point on the other site than the one it runs on (the
+    recovery site; the primary after a failover): incremental from the newest point there
+    whose checkpoint the VM still has, else full."""
     import libvirt  # noqa: PLC0415
 
-    primary = [h.name for h in cfg.hosts if h.group == policy.primary]
-    recovery = [h.name for h in cfg.hosts if h.group == policy.recovery]
-    source, dom = _running_on(conns, primary, vm)
+    primary, recovery = site_hosts(cfg, policy.primary), site_hosts(cfg, policy.recovery)
+    source, dom = _running_on(conns, primary + recovery, vm)
+    to_site = recovery if source in primary else primary  # after a failover: in reverse
     domain_xml = dom.XMLDesc(0)
     disks = protected_disks(domain_xml)
     if not disks:
         raise ReplicationError(f"{vm} has no file-backed qcow2 disk to replicate")
-    prev = store.newest(engine, vm)
-    recovery_host = prev.recovery_host if prev else _pick_recovery_host(conns, recovery)
+    prev = store.newest(engine, vm, on_hosts=to_site)
+    recovery_host = prev.recovery_host if prev else _pick_recovery_host(conns, to_site)
     rconn = conns.get(recovery_host)
     pool = ensure_pool(rconn, policy.recovery_dir)
     have = {c.getName() for c in dom.listAllCheckpoints(0)}
     incremental = (prev is not None and prev.checkpoint in have
-                   and set(prev.volumes) == {d.target for d in disks})
+                   and protected_disks(prev.domain_xml) == disks)  # the same disk files
     seq = store.next_seq(engine, vm)
     checkpoint = f"{CHECKPOINT_PREFIX}{seq}"
     if checkpoint in have:  # left by an attempt that recorded no point

@@ -18,7 +18,7 @@ NO_REPORT = {("serve",), ("demo",)}
 # every command that moves VMs, changes a host's state or drops data
 CHANGES = {("migrate",), ("rebalance",), ("maintenance", "enter"), ("maintenance", "exit"),
            ("evacuate",), ("plans", "apply"), ("db", "downgrade"), ("ha", "fenced"),
-           ("ha", "clear"), ("failover",)}
+           ("ha", "clear"), ("failover",), ("failback",)}
 
 
 def _commands() -> Iterator[tuple[tuple[str, ...], click.Command]]:

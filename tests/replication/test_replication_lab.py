@@ -211,6 +211,133 @@ def point_counter(lab: Any, point: store.Point, tmp_path: Path) -> int:
     return disk_counter(point_as_raw(lab, point.volumes["vda"], tmp_path / "p.raw"))
 
 
+def _domain_on(lab: Any, host_index: int, name: str) -> Any:
+    import libvirt  # noqa: PLC0415
+
+    try:
+        return libvirt.open(lab.hosts[host_index].uri).lookupByName(name)
+    except libvirt.libvirtError:
+        return None
+
+
+def _wait_boot(log: str, boots: int, timeout_s: float = 120) -> list[int]:
+    from libvirt_drs.lab import heartbeat  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout_s
+    while len(heartbeat.disk_starts(log)) <= boots and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return heartbeat.disk_starts(log)[boots:]
+
+
+def test_test_failover_starts_an_isolated_copy_and_touches_nothing(
+        sites: Any, cluster: Any) -> None:
+    """--test: a copy <vm>-drtest boots on h2 from the recovery point, with no network and
+    its own console log, while the VM goes on at h1 and replication goes on incrementally;
+    --cleanup-test removes the copy and its disk."""
+    from libvirt_drs.lab import heartbeat  # noqa: PLC0415
+    from libvirt_drs.replication import failover as fo  # noqa: PLC0415
+
+    vm = sites.vms[0]
+    first, = ops.replicate(cluster, cli_caller())
+    assert first.point is not None, first.error
+    copy_log = fo.test_log(vm.serial_log)
+    boots = len(heartbeat.disk_starts(copy_log))
+    result = ops.failover(cluster, cli_caller(), "site-a", hosts_off_confirmed=False,
+                          mode="test")
+    assert result.failed == () and result.refused == (), result
+    started, = result.started
+    assert (started.name, started.host) == (f"{vm.name}-drtest", "h2")
+    copy = _domain_on(sites, 1, started.name)
+    assert copy is not None and copy.isActive()
+    assert "<interface" not in copy.XMLDesc(0)
+    assert copy.UUIDString() != cluster_domain(sites, vm.name).UUIDString()
+    assert len(_wait_boot(copy_log, boots)) == 1, "the test copy did not boot"
+    assert cluster_domain(sites, vm.name).isActive()  # production untouched
+    health = heartbeat.wait_alive(vm.serial_log, 30)
+    assert health.problem is None, health.problem
+    again, = ops.replicate(cluster, cli_caller())
+    assert again.point is not None and again.point.kind == "incremental", again.error
+    twice = ops.failover(cluster, cli_caller(), "site-a", hosts_off_confirmed=False,
+                         mode="test")
+    assert twice.started == () and [v for v, _ in twice.skipped] == [vm.name]
+
+    removed = ops.remove_test_copies(cluster, cli_caller(), "site-a")
+    assert removed == [(started.name, "h2")]
+    assert _domain_on(sites, 1, started.name) is None
+    pool = libvirt_pool(sites, 1)
+    assert not [n for n in pool.listVolumes() if n.endswith("-drtest.qcow2")]
+    assert ops.remove_test_copies(cluster, cli_caller(), "site-a") == []
+    Path(copy_log).unlink(missing_ok=True)
+
+
+def libvirt_pool(lab: Any, host_index: int) -> Any:
+    import libvirt  # noqa: PLC0415
+
+    from libvirt_drs.replication.transfer import POOL_NAME  # noqa: PLC0415
+
+    pool = libvirt.open(lab.hosts[host_index].uri).storagePoolLookupByName(POOL_NAME)
+    pool.refresh(0)
+    return pool
+
+
+def _last_written(log: str) -> int:
+    from libvirt_drs.lab import heartbeat  # noqa: PLC0415
+
+    beat = heartbeat.last(log)
+    assert beat is not None
+    return beat.disk_writes
+
+
+def test_planned_migration_and_failback_lose_no_write(sites: Any, cluster: Any) -> None:
+    """--planned moves the VM to h2 from a final point taken while it is paused: it boots
+    there from its last write. Replication then runs in reverse (points on h1); failback
+    returns it to h1 the same way, and replication to h2 goes on."""
+    from libvirt_drs.lab import heartbeat  # noqa: PLC0415
+
+    vm = sites.vms[0]
+    first, = ops.replicate(cluster, cli_caller())
+    assert first.point is not None, first.error
+    boots = len(heartbeat_starts(vm.serial_log))
+    written = _last_written(vm.serial_log)
+    moved = ops.failover(cluster, cli_caller(), "site-a", hosts_off_confirmed=False,
+                         mode="planned")
+    assert moved.failed == () and moved.refused == (), moved
+    started, = moved.started
+    assert started.host == "h2" and started.data_loss_window_s == 0.0
+    start, = _wait_boot(vm.serial_log, boots)
+    assert written <= start <= written + 1, (written, start)  # +1: written, not yet printed
+    assert not cluster_domain(sites, vm.name).isActive()
+    health = heartbeat.wait_alive(vm.serial_log, 30)
+    assert health.problem is None, health.problem
+    back_point, = ops.replicate(cluster, cli_caller())  # in reverse: onto site A
+    assert back_point.point is not None, back_point.error
+    assert (back_point.point.source_host, back_point.point.recovery_host) == ("h2", "h1")
+    boots = len(heartbeat_starts(vm.serial_log))
+    written = _last_written(vm.serial_log)
+    back = ops.failback(cluster, cli_caller(), "site-a")
+    assert back.failed == (), back
+    returned, = back.started
+    assert returned.host == "h1" and returned.point.kind == "incremental"
+    start, = _wait_boot(vm.serial_log, boots)
+    assert written <= start <= written + 1, (written, start)
+    assert not _domain_on(sites, 1, vm.name).isActive()
+    assert cluster_domain(sites, vm.name).isActive()
+    health = heartbeat.wait_alive(vm.serial_log, 30)
+    assert health.problem is None, health.problem
+
+    protected, = ops.replicate(cluster, cli_caller())  # protection runs again, to site B
+    assert protected.point is not None, protected.error
+    assert (protected.point.source_host, protected.point.recovery_host) == ("h1", "h2")
+    assert ops.failback(cluster, cli_caller(), "site-a").skipped == (
+        (vm.name, "already runs on h1"),)
+
+
+def heartbeat_starts(log: str) -> list[int]:
+    from libvirt_drs.lab import heartbeat  # noqa: PLC0415
+
+    return heartbeat.disk_starts(log)
+
+
 def test_failover_of_a_killed_site_starts_the_guest_from_its_point_once(
         sites: Any, tmp_path: Path) -> None:
     """Last in this module: it kills h1 (site A). Refused while the guest still runs there;
