@@ -121,7 +121,7 @@ def failover_definition(domain_xml: str, disks: dict[str, str]) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def test_definition(definition: str, name: str) -> str:
+def isolated_definition(definition: str, name: str) -> str:
     """A test copy's definition: renamed, a new identity, no network interface (isolated
     from production), and its own console log next to the VM's."""
     root = ET.fromstring(definition)
@@ -141,7 +141,7 @@ def test_definition(definition: str, name: str) -> str:
     return ET.tostring(root, encoding="unicode")
 
 
-def test_log(path: str) -> str:
+def isolated_log(path: str) -> str:
     """Where a test copy of a VM with serial log `path` writes its console."""
     return f"{path}{TEST_SUFFIX}"
 
@@ -202,7 +202,7 @@ def start_from_point(conns: Connections, policy: ProtectionPolicy, point: store.
         except libvirt.libvirtError:
             pass
         definition = failover_definition(point.domain_xml, disks)
-        dom = conn.defineXML(test_definition(definition, name) if test else definition)
+        dom = conn.defineXML(isolated_definition(definition, name) if test else definition)
         dom.create()
     except libvirt.libvirtError as exc:
         raise ReplicationError(f"{name}: cannot start on {point.recovery_host}: "

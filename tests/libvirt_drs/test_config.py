@@ -246,6 +246,7 @@ def test_replication_policy_parses() -> None:
     assert (policy.vms, policy.primary, policy.recovery, policy.rpo_s) == \
         (("web",), "site-a", "site-b", 30.0)
     assert cfg.replication.policy_of("web") is policy and cfg.replication.nbd_port == 10809
+    assert (policy.priority, policy.order) == ("medium", 0)
 
 
 @pytest.mark.parametrize(("over", "message"), [
@@ -257,6 +258,7 @@ def test_replication_policy_parses() -> None:
                                      "absolute path"),
     ({"vms": "[]"}, "replication.policies[0].vms: expected at least one VM name"),
     ({"rpo_s": "0"}, "replication.policies[0].rpo_s: expected a number > 0"),
+    ({"priority": '"urgent"'}, "replication.policies[0].priority: expected high, medium or low"),
     ({"recovery": ""}, "replication.policies[0].recovery: missing"),
 ])
 def test_replication_policy_errors_name_the_key(over: dict[str, str], message: str) -> None:

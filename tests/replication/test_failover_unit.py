@@ -5,10 +5,17 @@ from __future__ import annotations
 import socket
 import xml.etree.ElementTree as ET
 
-from libvirt_drs.replication.failover import failover_definition, reachable
+from libvirt_drs.config import ProtectionPolicy
+from libvirt_drs.replication.failover import (
+    failover_definition,
+    isolated_definition,
+    reachable,
+    start_order,
+)
 
 LIVE_XML = """<domain type='qemu' id='7'>
   <name>vm1</name>
+  <uuid>998b9361-0ddb-48aa-9f5e-5a1de1f5e0aa</uuid>
   <devices>
     <disk type='file' device='disk'>
       <driver name='qemu' type='qcow2' cache='none'/>
@@ -17,6 +24,8 @@ LIVE_XML = """<domain type='qemu' id='7'>
       <target dev='vda' bus='virtio'/>
       <alias name='virtio-disk0'/>
     </disk>
+    <interface type='network'><source network='prod'/></interface>
+    <serial type='file'><source path='/var/log/drs/vm1.log' append='on'/></serial>
     <disk type='file' device='cdrom'>
       <source file='/iso/tools.iso' index='2'/>
       <target dev='hdc' bus='ide'/>
@@ -44,3 +53,24 @@ def test_a_closed_port_is_unreachable_and_an_open_one_reachable() -> None:
         server.listen(1)
         assert reachable(f"qemu+tcp://127.0.0.1:{server.getsockname()[1]}/system")
     assert reachable("qemu:///system")  # local: this machine
+
+
+def test_a_test_copy_is_renamed_new_isolated_and_logs_apart() -> None:
+    root = ET.fromstring(isolated_definition(failover_definition(LIVE_XML, {"vda": "/r/t.qcow2"}),
+                                         "vm1-drtest"))
+    assert root.findtext("name") == "vm1-drtest"
+    assert root.find("uuid") is None  # libvirt gives it its own
+    assert root.findall("./devices/interface") == []  # no network: production is not reached
+    source = root.find("./devices/serial/source")
+    assert source is not None and source.get("path") == "/var/log/drs/vm1.log-drtest"
+    assert root.find("./devices/disk/source").get("file") == "/r/t.qcow2"  # type: ignore[union-attr]
+
+
+def _policy(name: str, vms: tuple[str, ...], priority: str, order: int = 0) -> ProtectionPolicy:
+    return ProtectionPolicy(name, vms, "a", "b", "/r", priority=priority, order=order)
+
+
+def test_vms_start_high_priority_first_then_by_order_then_as_listed() -> None:
+    policies = [_policy("web", ("w2", "w1"), "low"), _policy("db", ("d1",), "high"),
+                _policy("app", ("a1",), "medium", order=2), _policy("mq", ("m1",), "medium")]
+    assert [vm for _p, vm in start_order(policies)] == ["d1", "m1", "a1", "w2", "w1"]
