@@ -1,4 +1,4 @@
-"""`drs bench`: benchmarks (planner, collector, live-migration soak).
+"""`drs bench`: benchmarks (planner, collector, live-migration soak, disaster recovery soak).
 
 The group loads a benchmark's module only when that benchmark runs or shows its help:
 they import libvirt, numpy and the database, which `drs --help` must not wait for."""
@@ -14,6 +14,7 @@ BENCHMARKS = {
     "plan": "libvirt_drs.cli.balance_cmd:bench_plan",
     "collect": "libvirt_drs.cli.bench_collect:collect",
     "migrate-soak": "libvirt_drs.cli.bench_soak:migrate_soak",
+    "dr-soak": "libvirt_drs.cli.bench_dr:dr_soak",
     "web": "libvirt_drs.cli.bench_web:web",
 }
 

@@ -28,6 +28,7 @@ from sqlalchemy import Engine
 
 from libvirt_drs.config import HA_PRIORITIES, Config, ProtectionPolicy
 from libvirt_drs.db import replication as store
+from libvirt_drs.replication.placement import memory_mib
 from libvirt_drs.replication.transfer import (
     POOL_NAME,
     Connections,
@@ -149,16 +150,11 @@ def isolated_log(path: str) -> str:
 def _check_room(conn: Any, host: str, definition: str) -> None:
     """The host has the memory the VM needs (capacity before a start, as the planner's
     hard limit); raises ReplicationError if not."""
-    root = ET.fromstring(definition)
-    mem = root.find("memory")
-    need_kib = int(mem.text or 0) if mem is not None else 0
-    unit = (mem.get("unit", "KiB") if mem is not None else "KiB").lower()
-    need_mib = need_kib / {"b": 1 << 20, "bytes": 1 << 20, "kib": 1 << 10, "k": 1 << 10,
-                           "mib": 1, "m": 1, "gib": 1 / 1024, "g": 1 / 1024}.get(unit, 1 << 10)
+    need_mib = memory_mib(definition)
     free_mib = conn.getFreeMemory() / (1 << 20)
     if need_mib > free_mib:
-        raise ReplicationError(f"{root.findtext('name')}: no room on {host}: needs "
-                               f"{need_mib:.0f} MiB, {free_mib:.0f} MiB free")
+        raise ReplicationError(f"{ET.fromstring(definition).findtext('name')}: no room on "
+                               f"{host}: needs {need_mib:.0f} MiB, {free_mib:.0f} MiB free")
 
 
 def _overlay(pool: Any, point_file: str, name: str) -> str:

@@ -30,7 +30,7 @@ from libvirt_drs.config import Config, ProtectionPolicy
 from libvirt_drs.db import replication as store
 from libvirt_drs.errors import UserError
 from libvirt_drs.libvirt_errors import quiet_libvirt
-from libvirt_drs.replication import qcow2
+from libvirt_drs.replication import placement, qcow2
 from libvirt_drs.replication.nbd import BASE_ALLOCATION, NbdClient, NbdError, dirty_bitmap_context
 
 log = logging.getLogger(__name__)
@@ -242,14 +242,24 @@ def _delete_quietly(pool: Any, names: list[str]) -> None:
             pass
 
 
-def _pick_recovery_host(conns: Connections, hosts: list[str]) -> str:
+def _pick_recovery_host(conns: Connections, engine: Engine, hosts: list[str], vm: str,
+                        domain_xml: str) -> str:
+    """The answering host of the site with the most memory left for a failover
+    (placement.choose_host), counting the VMs whose newest points it holds."""
+    capacity = {}
     for host in hosts:
         try:
-            conns.get(host)
-            return host
+            capacity[host] = float(conns.get(host).getInfo()[1])  # MiB
         except ReplicationError:
             continue
-    raise ReplicationError(f"no host of the recovery site answers ({', '.join(hosts)})")
+    if not capacity:
+        raise ReplicationError(f"no host of the recovery site answers ({', '.join(hosts)})")
+    held: dict[str, float] = {}
+    for other, point in store.latest(engine, on_hosts=capacity).items():
+        if other != vm:
+            held[point.recovery_host] = (held.get(point.recovery_host, 0.0)
+                                         + placement.memory_mib(point.domain_xml))
+    return placement.choose_host(capacity, held, placement.memory_mib(domain_xml))
 
 
 def replicate_vm(cfg: Config, engine: Engine, conns: Connections, policy: ProtectionPolicy,
@@ -267,7 +277,8 @@ def replicate_vm(cfg: Config, engine: Engine, conns: Connections, policy: Protec
     if not disks:
         raise ReplicationError(f"{vm} has no file-backed qcow2 disk to replicate")
     prev = store.newest(engine, vm, on_hosts=to_site)
-    recovery_host = prev.recovery_host if prev else _pick_recovery_host(conns, to_site)
+    recovery_host = prev.recovery_host if prev else _pick_recovery_host(conns, engine, to_site, vm,
+                                                                        domain_xml)
     rconn = conns.get(recovery_host)
     pool = ensure_pool(rconn, policy.recovery_dir)
     have = {c.getName() for c in dom.listAllCheckpoints(0)}

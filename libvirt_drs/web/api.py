@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from libvirt_drs.migrator.model import JobState
 from libvirt_drs.operations import hosts, moves, placement, reads, views
+from libvirt_drs.operations import replication as dr
 from libvirt_drs.operations.caller import Caller
 from libvirt_drs.operations.context import Cluster
 from libvirt_drs.operations.errors import NotFound
@@ -46,6 +47,15 @@ class ApplyBody(_Body):
 
 class EvacuateBody(_Body):
     to_group: Name | None = Field(None, description="Only move into this host group.")
+
+
+class FailoverBody(_Body):
+    mode: Literal["failover", "planned", "test"] = Field(
+        "failover", description="failover: from the recovery points (the site is lost); "
+        "planned: a final sync of each paused VM, no write lost; test: isolated copies.")
+    hosts_off_confirmed: bool = Field(
+        False, description="You confirm the primary hosts that do not answer are powered "
+        "off (fenced); without it a failover with such hosts is refused (409).")
 
 
 class PlacementBody(_Body):
@@ -259,3 +269,30 @@ def place(request: Request, caller: Who, body: PlacementBody) -> dict[str, Any]:
     return views.placement(placement.best_host(_cluster(request), caller, body.cpu_cores,
                                                body.mem_mib, tuple(body.labels), body.vcpus,
                                                body.name))
+
+
+@router.get("/replication", summary="Per protected VM: its recovery point's age against the RPO")
+def replication_status(request: Request, caller: Who) -> dict[str, Any]:
+    return views.replication_status(dr.status(_cluster(request), caller))
+
+
+@router.post("/sites/{site}/failover",
+             summary="Start a site's protected VMs on their recovery site (or test copies)")
+def failover(request: Request, caller: Who, site: str, body: FailoverBody | None = None
+             ) -> dict[str, Any]:
+    body = body or FailoverBody(mode="failover", hosts_off_confirmed=False)
+    return views.failover(dr.failover(_cluster(request), caller, site,
+                                      hosts_off_confirmed=body.hosts_off_confirmed,
+                                      mode=body.mode))
+
+
+@router.delete("/sites/{site}/failover-tests",
+               summary="Stop and remove the test copies a test failover started")
+def remove_failover_tests(request: Request, caller: Who, site: str) -> dict[str, Any]:
+    return views.test_copies_removed(site, dr.remove_test_copies(_cluster(request), caller, site))
+
+
+@router.post("/sites/{site}/failback",
+             summary="Return a site's VMs from the recovery site, with no write lost")
+def failback(request: Request, caller: Who, site: str) -> dict[str, Any]:
+    return views.failover(dr.failback(_cluster(request), caller, site))

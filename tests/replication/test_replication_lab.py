@@ -139,7 +139,9 @@ def test_serve_replicates_on_its_schedule_and_prometheus_sees_the_lag(
     """`drs serve` with [replication] enabled keeps the point younger than the RPO; the lag
     reaches a real Prometheus, where the DrsReplicationBehindRpo expression stays empty."""
     from tests.e2e.prometheus_proc import Prometheus  # noqa: PLC0415
+    from tests.e2e.test_serve_lab import REPLICATION_METRIC, _finite, _promql  # noqa: PLC0415
     from tests.service.serve_proc import ServeProcess, free_port, wait_for  # noqa: PLC0415
+    from tests.service.test_deploy import dashboard_exprs  # noqa: PLC0415
 
     config = write_config(sites, tmp_path / "drs.toml")
     config.write_text(config.read_text().replace("[replication]\n",
@@ -165,6 +167,16 @@ def test_serve_replicates_on_its_schedule_and_prometheus_sees_the_lag(
         behind = prom.api("query", query=_alert_expr("DrsReplicationBehindRpo"))
         assert behind["status"] == "success" and behind["data"]["result"] == []
         assert prom.api("query", query="drs_replication_points_total")["data"]["result"]
+        # the dashboard's disaster recovery row: every query answers with data
+        assert wait_for(lambda: prom.api("query", query="drs_replication_sent_bytes_total"
+                                         )["data"]["result"], 30)
+        time.sleep(12)  # rate() and increase() need two scrapes in their window
+        end = time.time()
+        empty = [f"{title}: {expr}" for _file, title, expr in dashboard_exprs()
+                 if REPLICATION_METRIC in expr
+                 and not _finite(prom.query_range(_promql(expr, 120), end - 60, end))]
+        assert not empty, "dashboard queries without data:\n" + "\n".join(empty)
+        assert len([e for _f, _t, e in dashboard_exprs() if REPLICATION_METRIC in e]) == 5
     finally:
         serve.stop()
         prom.stop()
@@ -205,12 +217,17 @@ def test_test_failover_starts_an_isolated_copy_and_touches_nothing(
     assert first.point is not None, first.error
     copy_log = fo.isolated_log(vm.serial_log)
     boots = len(heartbeat.disk_starts(copy_log))
-    result = ops.failover(cluster, cli_caller(), "site-a", hosts_off_confirmed=False,
-                          mode="test")
-    assert result.failed == () and result.refused == (), result
-    started, = result.started
-    assert (started.name, started.host) == (f"{vm.name}-drtest", "h2")
-    copy = _domain_on(sites, 1, started.name)
+    api, auth = _api(cluster)
+    with api:  # through the REST API, as the console and scripts do
+        shown = api.get("/api/v1/replication", headers=auth).json()
+        assert [r["vm"] for r in shown["vms"]] == [vm.name]
+        r = api.post("/api/v1/sites/site-a/failover", headers=auth, json={"mode": "test"})
+    assert r.status_code == 200, r.json()
+    result = r.json()
+    assert result["mode"] == "test" and result["failed"] == [] and result["refused"] == []
+    started, = result["started"]
+    assert (started["name"], started["host"]) == (f"{vm.name}-drtest", "h2")
+    copy = _domain_on(sites, 1, started["name"])
     assert copy is not None and copy.isActive()
     assert "<interface" not in copy.XMLDesc(0)
     assert copy.UUIDString() != cluster_domain(sites, vm.name).UUIDString()
@@ -224,13 +241,27 @@ def test_test_failover_starts_an_isolated_copy_and_touches_nothing(
                          mode="test")
     assert twice.started == () and [v for v, _ in twice.skipped] == [vm.name]
 
-    removed = ops.remove_test_copies(cluster, cli_caller(), "site-a")
-    assert removed == [(started.name, "h2")]
-    assert _domain_on(sites, 1, started.name) is None
+    api, auth = _api(cluster)
+    with api:
+        r = api.delete("/api/v1/sites/site-a/failover-tests", headers=auth)
+    assert r.status_code == 200 and r.json()["removed"] == [{"name": started["name"],
+                                                              "host": "h2"}], r.json()
+    assert _domain_on(sites, 1, started["name"]) is None
     pool = libvirt_pool(sites, 1)
     assert not [n for n in pool.listVolumes() if n.endswith("-drtest.qcow2")]
     assert ops.remove_test_copies(cluster, cli_caller(), "site-a") == []
     Path(copy_log).unlink(missing_ok=True)
+
+
+def _api(cl: Cluster) -> tuple[Any, dict[str, str]]:
+    from fastapi.testclient import TestClient  # noqa: PLC0415
+
+    from libvirt_drs.operations import tokens  # noqa: PLC0415
+    from libvirt_drs.web.app import create_app  # noqa: PLC0415
+
+    secret = tokens.create(cl, cli_caller(), f"dr-{time.time_ns()}", "operator")[1]
+    return (TestClient(create_app(cl), base_url="http://drs.test"),
+            {"Authorization": f"Bearer {secret}"})
 
 
 def libvirt_pool(lab: Any, host_index: int) -> Any:

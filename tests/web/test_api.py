@@ -53,7 +53,9 @@ def test_openapi_lists_the_operations(api) -> None:  # type: ignore[no-untyped-d
                  "/api/v1/recommendation", "/api/v1/plans", "/api/v1/plans/{plan_id}/apply",
                  "/api/v1/migrations", "/api/v1/migrations/check", "/api/v1/jobs/{job_id}",
                  "/api/v1/hosts/{name}/maintenance", "/api/v1/groups/{group}/evacuate",
-                 "/api/v1/audit", "/api/v1/placement"):
+                 "/api/v1/audit", "/api/v1/placement", "/api/v1/replication",
+                 "/api/v1/sites/{site}/failover", "/api/v1/sites/{site}/failover-tests",
+                 "/api/v1/sites/{site}/failback"):
         assert path in paths, path
 
 
@@ -84,7 +86,10 @@ def test_a_viewer_reads_everything_and_changes_nothing(api, fake: Lab) -> None: 
                                ("post", "/api/v1/hosts/h1/maintenance", None),
                                ("delete", "/api/v1/hosts/h1/maintenance", None),
                                ("post", "/api/v1/groups/default/evacuate", {}),
-                               ("post", "/api/v1/plans", None)):
+                               ("post", "/api/v1/plans", None),
+                               ("post", "/api/v1/sites/default/failover", {"mode": "test"}),
+                               ("delete", "/api/v1/sites/default/failover-tests", None),
+                               ("post", "/api/v1/sites/default/failback", None)):
         r = client.request(method, path, headers=h, json=body)
         assert r.status_code == 403 and "operator role" in r.json()["error"], (path, r.json())
     assert fake.hv.migrations == [] and client.get("/api/v1/jobs", headers=h).json() == []
@@ -128,6 +133,11 @@ def test_error_codes(api, fake: Lab) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 409 and r.json()["reason"] == "no_destination"
     assert fake.hv.migrations == []  # nothing half-done
     assert not fake.cl.migrator.store.in_maintenance("h1")
+    r = client.post("/api/v1/sites/default/failover", headers=h, json={"mode": "planned"})
+    assert r.status_code == 404 and "no protection policy has primary site" in r.json()["error"]
+    r = client.post("/api/v1/sites/default/failover", headers=h, json={"mode": "later"})
+    assert r.status_code == 422 and r.json()["field"] == "mode"
+    assert client.get("/api/v1/replication", headers=h).json() == {"vms": []}
 
 
 def test_plans_record_apply_one_then_all(api, fake: Lab) -> None:  # type: ignore[no-untyped-def]
