@@ -131,8 +131,11 @@ def write_config(lab: Lab, path: Path, rpo_s: float) -> Path:
 
 
 def run(lab: Lab, spec: DrSoakSpec,
-        on_progress: Callable[[float, str], None] | None = None) -> DrSoakResult:
-    """Replicate for spec.duration_s, then kill site A and fail it over (see the module)."""
+        on_progress: Callable[[float, str], None] | None = None,
+        workdir: Path | None = None) -> DrSoakResult:
+    """Replicate for spec.duration_s, then kill site A and fail it over (see the module).
+    The config and database go into `workdir` (kept: a test goes on from them), else into
+    a temporary directory."""
     from libvirt_drs import config as config_mod  # noqa: PLC0415
     from libvirt_drs.db import replication as store  # noqa: PLC0415
     from libvirt_drs.db import schema  # noqa: PLC0415
@@ -144,7 +147,8 @@ def run(lab: Lab, spec: DrSoakSpec,
     result = DrSoakResult(spec=asdict(spec))
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="drs-dr-soak-") as tmp:
-        cfg = config_mod.load(str(write_config(lab, Path(tmp) / "drs.toml", spec.rpo_s)))
+        where = workdir or Path(tmp)
+        cfg = config_mod.load(str(write_config(lab, where / "drs.toml", spec.rpo_s)))
         engine = make_engine(cfg.database_url)
         schema.upgrade(engine)
         cl = Cluster(cfg, engine, actor="dr-soak")

@@ -39,6 +39,18 @@ def disk_starts(path: str | Path) -> list[int]:
     return [int(m.group(1)) for m in _DISK_START.finditer(text)]
 
 
+def last_before_boot(path: str | Path) -> Beat | None:
+    """The last heartbeat before the newest boot's DRS-DISK-START line: what the guest had
+    written when it stopped, to compare with what its next boot found on its disk."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return None
+    starts = list(_DISK_START.finditer(text))
+    beats = parse(text[:starts[-1].start()]) if starts else []
+    return beats[-1] if beats else None
+
+
 def memory_errors(path: str | Path) -> list[str]:
     """The guest's memory mismatch reports ("DRS-MEMERR page=... want=... got=...")."""
     try:

@@ -130,3 +130,14 @@ def test_arrival_watch_times_new_beats_by_the_host_clock(tmp_path) -> None:
         end = time.monotonic()
     assert len(watch.arrivals["vm"]) == 2
     assert 0.25 <= watch.max_gap_s("vm", start, end) <= end - start
+
+
+def test_last_before_boot_is_the_last_beat_before_the_newest_disk_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "vm.log"
+    log.write_text("DRS-DISK-START 0\nDRS-HB 1 10.0 0 1\nDRS-HB 2 11.0 0 2\n"
+                   "DRS-DISK-START 2\nDRS-HB 1 20.0 0 3\nDRS-HB 2 21.0 0 4\n")
+    before = heartbeat.last_before_boot(log)
+    assert before is not None and (before.counter, before.disk_writes) == (2, 2)
+    log.write_text("DRS-HB 1 10.0 0 1\n")
+    assert heartbeat.last_before_boot(log) is None  # no boot seen
+    assert heartbeat.last_before_boot(tmp_path / "missing.log") is None
