@@ -16,7 +16,6 @@ a guest was lost; the suite runs a short version (tests/lab/test_dr_soak.py).
 
 from __future__ import annotations
 
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 from libvirt_drs.lab import heartbeat
 from libvirt_drs.lab.lab import Lab
 from libvirt_drs.lab.pool import up_in_pool
+from libvirt_drs.lab.soak import dist
 
 DR_LAB_PREFIX = "drsoak"
 DR_LAB_BASE = "127.0.0.221"
@@ -80,7 +80,7 @@ class DrSoakResult:
     def summary(self) -> dict[str, Any]:
         return {
             "spec": self.spec,
-            "recovery_point_age_s": _dist(self.ages_s),
+            "recovery_point_age_s": dist(self.ages_s),
             "age_samples": len(self.ages_s),
             "points": self.points, "failed_points": self.failed_points,
             "bytes_sent": self.bytes_sent,
@@ -94,21 +94,12 @@ class DrSoakResult:
 
     @property
     def clean(self) -> bool:
-        dist = _dist(self.ages_s)
+        ages = dist(self.ages_s)
         rpo = float(self.spec["rpo_s"])
-        return (not self.errors and dist is not None and dist["p95"] < rpo
+        return (not self.errors and ages is not None and ages["p95"] < rpo
                 and len(self.losses) == int(self.spec["guests"])
                 and all(g.resumed and g.lost_s is not None and g.lost_s <= rpo
                         for g in self.losses))
-
-
-def _dist(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
-    return {"p50": round(statistics.median(ordered), 2), "p95": round(p95, 2),
-            "max": round(ordered[-1], 2)}
 
 
 def start_lab(spec: DrSoakSpec, config_dir: Path | None = None) -> Lab:

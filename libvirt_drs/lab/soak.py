@@ -86,8 +86,8 @@ class SoakResult:
             "qemu": self.qemu, "libvirt": self.libvirt,
             "migrations": len(self.migrations), "failed_migrations": len(self.errors),
             "capped": len(capped), "uncapped": len(free),
-            "capped_total_s": _dist(capped), "uncapped_total_s": _dist(free),
-            "downtime_ms": _dist([float(d) for d in downtimes]),
+            "capped_total_s": dist(capped), "uncapped_total_s": dist(free),
+            "downtime_ms": dist([float(d) for d in downtimes]),
             "heartbeat_gap_s_max": round(max(gaps, default=0.0), 3),
             "heartbeat_gaps_over_1s": sum(1 for g in gaps if g >= 1.0),
             # the migrations with the longest pauses, longest first: capped or not, downtime
@@ -97,7 +97,7 @@ class SoakResult:
             "problems": [asdict(m) for m in self.problems][:20],
             "errors": self.errors[:20],
             "wall_s": round(self.wall_s, 1),
-            "load_avg_1m": _dist(self.load_avg_1m),
+            "load_avg_1m": dist(self.load_avg_1m),
             "spec": self.spec,
         }
 
@@ -107,7 +107,7 @@ class SoakResult:
         return not self.problems and not self.errors and gaps_ok and bool(self.migrations)
 
 
-def _dist(values: list[float]) -> dict[str, float] | None:
+def dist(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
     ordered = sorted(values)

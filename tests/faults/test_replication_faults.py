@@ -25,6 +25,7 @@ from libvirt_drs.operations.caller import cli_caller
 from libvirt_drs.operations.context import Cluster
 from libvirt_drs.operations.errors import Conflict
 from tests.replication.test_replication_lab import (
+    _wait_boot,
     cluster_domain,
     disk_counter,
     point_as_raw,
@@ -125,10 +126,7 @@ def test_failover_uses_the_point_before_the_fault_and_twice_starts_nothing_twice
     assert result.failed == () and result.refused == (), result
     started, = result.started
     assert (started.host, started.point.seq) == ("h2", GOOD["point"].seq)
-    deadline = time.monotonic() + 120
-    while len(heartbeat.disk_starts(vm.serial_log)) == boots and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert heartbeat.disk_starts(vm.serial_log)[boots:] == [GOOD["counter"]]
+    assert _wait_boot(vm.serial_log, boots) == [GOOD["counter"]]
     for _ in range(2):
         again = ops.failover(cl, cli_caller(), "site-a", hosts_off_confirmed=True)
         assert again.started == () and [v for v, _ in again.skipped] == [vm.name]
