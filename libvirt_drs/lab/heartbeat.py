@@ -51,6 +51,16 @@ def last_before_boot(path: str | Path) -> Beat | None:
     return beats[-1] if beats else None
 
 
+def beats_since_boot(path: str | Path) -> list[Beat]:
+    """The heartbeats after the newest boot's DRS-DISK-START line (all if there is none)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    starts = list(_DISK_START.finditer(text))
+    return parse(text[starts[-1].end():] if starts else text)
+
+
 def memory_errors(path: str | Path) -> list[str]:
     """The guest's memory mismatch reports ("DRS-MEMERR page=... want=... got=...")."""
     try:

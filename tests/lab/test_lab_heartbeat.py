@@ -141,3 +141,15 @@ def test_last_before_boot_is_the_last_beat_before_the_newest_disk_start(tmp_path
     log.write_text("DRS-HB 1 10.0 0 1\n")
     assert heartbeat.last_before_boot(log) is None  # no boot seen
     assert heartbeat.last_before_boot(tmp_path / "missing.log") is None
+
+
+def test_beats_since_boot_are_the_beats_after_the_newest_disk_start(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "vm.log"
+    log.write_text("DRS-DISK-START 0\nDRS-HB 1 10.0 0 1\nDRS-HB 2 11.0 0 2\nDRS-DISK-START 2\n")
+    assert heartbeat.beats_since_boot(log) == []  # the new boot has not beaten yet
+    with log.open("a") as f:
+        f.write("DRS-HB 1 20.0 0 3\n")
+    assert [b.counter for b in heartbeat.beats_since_boot(log)] == [1]
+    log.write_text("DRS-HB 1 10.0 0 0\nDRS-HB 2 11.0 0 0\n")  # no disk: every beat counts
+    assert len(heartbeat.beats_since_boot(log)) == 2
+    assert heartbeat.beats_since_boot(tmp_path / "missing.log") == []
