@@ -35,6 +35,7 @@ class Cluster:
     vm_names: list[str]
     vm_host: I64
     vm_cpu_cores: F64
+    vm_cpu_wait_cores: F64  # of vm_cpu_cores, what it waited for a CPU (contention)
     vm_cpu_var: F64  # squared spread, cores^2: variances add up per host
     vm_mem_mib: F64
     vm_mem_demand_mib: F64
@@ -148,6 +149,7 @@ def build_cluster(snapshot: ClusterSnapshot, vms: tuple[VmState, ...], policy: P
     mem_demand = np.fromiter((v.mem_mib if v.mem_demand_mib is None else v.mem_demand_mib
                               for v in vms), dtype=np.float64, count=n)
     cpu = np.fromiter((v.cpu_cores for v in vms), dtype=np.float64, count=n)
+    wait = np.fromiter((v.cpu_wait_cores for v in vms), dtype=np.float64, count=n)
     spread = np.fromiter((v.cpu_spread_cores for v in vms), dtype=np.float64, count=n)
     vcpus = np.fromiter((v.vcpus for v in vms), dtype=np.float64, count=n)
     dirty = np.fromiter((v.dirty_mib_s for v in vms), dtype=np.float64, count=n)
@@ -162,7 +164,8 @@ def build_cluster(snapshot: ClusterSnapshot, vms: tuple[VmState, ...], policy: P
         host_names=[x.name for x in hosts], host_index=host_index,
         host_storage_gid=storage_ids, host_cpu_set_id=host_cpu_set,
         vm_names=[v.name for v in vms],
-        vm_host=vm_host.copy(), vm_cpu_cores=cpu, vm_cpu_var=spread**2, vm_mem_mib=mem,
+        vm_host=vm_host.copy(), vm_cpu_cores=cpu, vm_cpu_wait_cores=wait, vm_cpu_var=spread**2,
+        vm_mem_mib=mem,
         vm_mem_demand_mib=mem_demand,
         vm_vcpus=vcpus, vm_cost_s=migration_cost_s(mem, dirty, policy.bandwidth_mib_s),
         vm_storage_gid=vm_storage, vm_cpu_req_id=vm_cpu_req, vm_cooling=cooling,

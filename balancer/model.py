@@ -47,7 +47,7 @@ class VmState:
 
     name: str
     host: str
-    cpu_cores: float  # estimated CPU demand in cores (not the vCPU count)
+    cpu_cores: float  # estimated CPU demand in cores (not the vCPU count), wait included
     mem_mib: float  # allocated memory: what must fit on the destination
     cpu_spread_cores: float = 0.0  # std of recent CPU demand: overload risk (demand.spread)
     vcpus: int = 1
@@ -58,6 +58,9 @@ class VmState:
     # CPU features the guest CPU needs; None = whatever its current host offers.
     cpu_features: frozenset[str] | None = None
     storage_group: str | None = None  # where its disks live; None = its host's group
+    # Contention: of cpu_cores, the cores its vCPUs waited for a host CPU (run-queue delay,
+    # steal): demand the host did not serve. Moving the VM off a contended host serves it.
+    cpu_wait_cores: float = 0.0
 
 
 @dataclass(frozen=True)

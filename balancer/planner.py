@@ -81,9 +81,26 @@ def _best_move(state: PlanState, candidates: Bool, current: float) -> tuple[int,
 def _reason(c: Cluster, vm: int, src: int, dest: int) -> str:
     cpu, mem = host_loads(c)
     cpu, mem = np.maximum(cpu, 0.0), np.maximum(mem, 0.0)  # no "-0%" from float rounding
-    return (f"balance: {c.host_names[src]} cpu {cpu[src]:.0%} mem {mem[src]:.0%} -> "
+    text = (f"balance: {c.host_names[src]} cpu {cpu[src]:.0%} mem {mem[src]:.0%} -> "
             f"{c.host_names[dest]} cpu {cpu[dest]:.0%} mem {mem[dest]:.0%} "
             f"(VM cpu {c.vm_cpu_cores[vm]:.2f} cores)")
+    return text + contention_note(c, vm, src)
+
+
+CONTENTION_NOTE_CORES = 0.01  # below this much waiting on the source, a move says nothing
+
+
+def contention_note(c: Cluster, vm: int, src: int) -> str:
+    """'; contention on h1: its VMs wait 0.38 cores for CPU, this VM 0.14 (27 % of its
+    demand)', or '' where the source's VMs do not wait."""
+    on_src = c.vm_host == src
+    waited = float(c.vm_cpu_wait_cores[on_src].sum())
+    if waited < CONTENTION_NOTE_CORES:
+        return ""
+    own = float(c.vm_cpu_wait_cores[vm])
+    share = own / c.vm_cpu_cores[vm] if c.vm_cpu_cores[vm] > 0 else 0.0
+    return (f"; contention on {c.host_names[src]}: its VMs wait {waited:.2f} cores for CPU, "
+            f"this VM {own:.2f} ({share:.0%} of its demand)")
 
 
 def _candidates(state: PlanState, moved: set[int]) -> Bool:

@@ -12,6 +12,7 @@ the side where it is running, else where it was counted last cycle.
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import threading
 import time
@@ -52,6 +53,10 @@ class VmReading:
     cpu_demand: float | None  # fresh or carried rate (what the host load counts)
     mem_used_mib: float
     mem_source: str  # guest | rss | current
+    # Contention: cores the vCPUs waited in the host's run queue (fresh or carried, like
+    # cpu_demand; None when libvirt reports no vcpu.<n>.delay), and the guest's swap-in.
+    cpu_wait_cores: float | None = None
+    swap_in_kib_s: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +75,7 @@ class HostReading:
     cpu_load: float | None = None
     mem_used_mib: float | None = None
     mem_load: float | None = None
+    cpu_wait_cores: float | None = None  # summed over the VMs that report it
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +106,8 @@ class Collector:
         self.timeout_s = timeout_s
         self.overrides = dict(overrides or {})
         self.rates = RateTracker()
+        self.waits = RateTracker()  # vCPU run-queue wait (ns) -> cores waited
+        self.swap_ins = RateTracker(units_per_s=1.0)  # guest swap-in (KiB) -> KiB/s
         self._wall, self._mono = wall, mono
         workers = max_workers or max(1, min(len(self.sources), 64))
         self._pool = _DaemonPool(workers)
@@ -134,7 +142,8 @@ class Collector:
         # Age on the clock the readings were taken with (the polls'), not a second clock.
         newest_s = max((p.mono_s for p in polls.values()), default=None)
         if newest_s is not None:
-            self.rates.forget_idle(newest_s, max_age_s=max(3600.0, 10 * self.timeout_s))
+            for tracker in (self.rates, self.waits, self.swap_ins):
+                tracker.forget_idle(newest_s, max_age_s=max(3600.0, 10 * self.timeout_s))
         return CycleResult(wall_s, tuple(hosts), tuple(vms),
                            (self._mono() - start_mono) * 1000.0)
 
@@ -170,9 +179,14 @@ class Collector:
     def _vm_reading(self, poll: HostPoll, dom: DomainStats) -> VmReading:
         cpu = self.rates.update(dom.uuid, poll.host, dom.cpu_time_ns, poll.mono_s,
                                 poll.node.cpus)
+        vcpus = max(dom.vcpus, 1)
+        wait = self.waits.update(dom.uuid, poll.host, dom.vcpu_delay_ns, poll.mono_s, vcpus)
+        swap = self.swap_ins.update(dom.uuid, poll.host, dom.swap_in_kib, poll.mono_s,
+                                    math.inf)
         mem, source = mem_used_mib(dom)
-        return VmReading(dom.uuid, dom.name, poll.host, dom.state_name, max(dom.vcpus, 1),
-                         int(dom.mem_max_kib // KIB_PER_MIB), cpu.cores, cpu.demand, mem, source)
+        return VmReading(dom.uuid, dom.name, poll.host, dom.state_name, vcpus,
+                         int(dom.mem_max_kib // KIB_PER_MIB), cpu.cores, cpu.demand, mem, source,
+                         cpu_wait_cores=wait.demand, swap_in_kib_s=swap.demand)
 
     def _host_reading(self, poll: HostPoll, vms: list[VmReading]) -> HostReading:
         override = self.overrides.get(poll.host, CapacityOverride())
@@ -182,12 +196,14 @@ class Collector:
         known = [d for d in demands if d is not None]
         cpu_used = float(sum(known)) if len(known) == len(demands) else None
         mem_used = float(sum(v.mem_used_mib for v in vms))
+        waits = [v.cpu_wait_cores for v in vms if v.cpu_wait_cores is not None]
         return HostReading(
             name=poll.host, ok=True, error=None, wall_s=poll.wall_s, poll_ms=poll.poll_ms,
             cpu_cores=cpu_cap, mem_mib=mem_cap, cpu_model=poll.node.cpu_model,
             cpu_xml=poll.node.cpu_xml, vm_count=len(vms), cpu_cores_used=cpu_used,
             cpu_load=None if cpu_used is None else safe_ratio(cpu_used, cpu_cap),
-            mem_used_mib=mem_used, mem_load=safe_ratio(mem_used, mem_cap))
+            mem_used_mib=mem_used, mem_load=safe_ratio(mem_used, mem_cap),
+            cpu_wait_cores=float(sum(waits)) if waits or not vms else None)
 
 
 def _rank(host: str, dom: DomainStats, previous: Mapping[str, str]) -> tuple[int, int]:

@@ -53,6 +53,8 @@ class DomainStats:
     guest_available_kib: int | None = None  # guest-reported (balloon driver + stats period)
     guest_unused_kib: int | None = None
     guest_usable_kib: int | None = None
+    vcpu_delay_ns: int | None = None  # cumulative run-queue wait of all vCPUs (steal), or None
+    swap_in_kib: int | None = None  # guest-reported, cumulative since its boot, or None
 
     @property
     def state_name(self) -> str:

@@ -1,6 +1,6 @@
 """The libvirt adapter: one reused connection per host, re-opened after any failure.
 
-Per poll: one `getAllDomainStats` (state, CPU total, vCPU, balloon; active domains;
+Per poll: one `getAllDomainStats` (state, CPU total, vCPU with its wait, balloon; active domains;
 with the no-wait flag so a domain busy in a long job does not block the call), then
 `getInfo`, `getCPUStats(-1)` and `getMemoryStats(-1)`. The host CPU definition comes
 from the capabilities, read once per connection. Timeouts are the caller's
@@ -10,6 +10,7 @@ from the capabilities, read once per connection. Timeouts are the caller's
 from __future__ import annotations
 
 import logging
+import re
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping
@@ -22,12 +23,12 @@ from libvirt_drs.libvirt_errors import libvirt_message, quiet_libvirt
 
 log = logging.getLogger(__name__)
 
-# No VIR_DOMAIN_STATS_VCPU: it reads every vCPU thread of every domain on each poll and
-# doubled the cost of a poll on the lab; the vCPU count is asked per domain instead, once
-# when it appears and then every VCPU_REFRESH_POLLS polls (catches vCPU hot-plug).
+# VIR_DOMAIN_STATS_VCPU gives `vcpu.current` and each vCPU's `vcpu.<n>.delay` (ns its
+# thread waited in the host's run queue: steal time seen from the host), the contention
+# signal. It reads every vCPU thread's schedstat on each poll (docs/collectors.md, cost).
 STATS = (libvirt.VIR_DOMAIN_STATS_STATE | libvirt.VIR_DOMAIN_STATS_CPU_TOTAL
-         | libvirt.VIR_DOMAIN_STATS_BALLOON)
-VCPU_REFRESH_POLLS = 30
+         | libvirt.VIR_DOMAIN_STATS_BALLOON | libvirt.VIR_DOMAIN_STATS_VCPU)
+_DELAY_KEY = re.compile(r"vcpu\.\d+\.delay")
 ACTIVE = libvirt.VIR_CONNECT_GET_ALL_DOMAINS_STATS_ACTIVE
 NOWAIT = getattr(libvirt, "VIR_CONNECT_GET_ALL_DOMAINS_STATS_NOWAIT", 0)
 _UNSUPPORTED = {libvirt.VIR_ERR_NO_SUPPORT, libvirt.VIR_ERR_OPERATION_UNSUPPORTED,
@@ -50,8 +51,6 @@ class LibvirtSource:
         self._flags = ACTIVE | NOWAIT
         self._node_cpu_ok = True
         self._node_mem_ok = True
-        self._vcpus: dict[str, tuple[int, int]] = {}  # uuid -> (count, poll number asked)
-        self._polls = 0
         self.opens = 0  # connections opened so far (tests and diagnostics)
 
     def poll(self) -> HostPoll:
@@ -63,11 +62,8 @@ class LibvirtSource:
             info = conn.getInfo()
             node_cpu = self._optional(conn.getCPUStats, "_node_cpu_ok")
             node_mem = self._optional(conn.getMemoryStats, "_node_mem_ok")
-            self._polls += 1
-            domains = tuple(parse_domain(uuid, dom.name(), stats, self._vcpu_count(uuid, dom))
-                            for dom, stats in records for uuid in (dom.UUIDString(),))
-            seen = {d.uuid for d in domains}
-            self._vcpus = {u: v for u, v in self._vcpus.items() if u in seen}
+            domains = tuple(parse_domain(dom.UUIDString(), dom.name(), stats)
+                            for dom, stats in records)
         except libvirt.libvirtError as exc:
             self._drop()
             raise HostUnavailable(libvirt_message(exc)) from None
@@ -104,19 +100,6 @@ class LibvirtSource:
             self._flags &= ~NOWAIT
             return list(conn.getAllDomainStats(STATS, self._flags))
 
-    def _vcpu_count(self, uuid: str, dom: Any) -> int:
-        known = self._vcpus.get(uuid)
-        if known is not None and self._polls - known[1] < VCPU_REFRESH_POLLS:
-            return known[0]
-        try:
-            count = int(dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE))
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
-                raise
-            count = known[0] if known else 1  # gone since the stats call: next poll drops it
-        self._vcpus[uuid] = (count, self._polls)
-        return count
-
     def _optional(self, call: Callable[[int], Mapping[str, int]], ok_attr: str) -> dict[str, int]:
         """Node stats some drivers lack: remember 'unsupported', fail on anything else."""
         if not getattr(self, ok_attr):
@@ -138,15 +121,17 @@ class LibvirtSource:
                 pass  # the connection is already broken; that is why we drop it
 
 
-def parse_domain(uuid: str, name: str, stats: Mapping[str, Any],
-                 vcpus: int | None = None) -> DomainStats:
+def parse_domain(uuid: str, name: str, stats: Mapping[str, Any]) -> DomainStats:
     """One getAllDomainStats record to DomainStats (libvirt reports memory in KiB)."""
     get = stats.get
+    vcpus = int(get("vcpu.current", 1) or 1)
     return DomainStats(
         uuid=uuid, name=name,
         state=int(get("state.state", 0)), state_reason=int(get("state.reason", 0)),
         cpu_time_ns=_int_or_none(get("cpu.time")),
-        vcpus=vcpus if vcpus is not None else int(get("vcpu.current", 1) or 1),
+        vcpu_delay_ns=vcpu_delay_ns(stats),
+        swap_in_kib=_int_or_none(get("balloon.swap_in")),
+        vcpus=vcpus,
         mem_max_kib=int(get("balloon.maximum", 0) or 0),
         mem_current_kib=int(get("balloon.current", 0) or 0),
         rss_kib=_int_or_none(get("balloon.rss")),
@@ -154,6 +139,13 @@ def parse_domain(uuid: str, name: str, stats: Mapping[str, Any],
         guest_unused_kib=_int_or_none(get("balloon.unused")),
         guest_usable_kib=_int_or_none(get("balloon.usable")),
     )
+
+
+def vcpu_delay_ns(stats: Mapping[str, Any]) -> int | None:
+    """The summed `vcpu.<n>.delay` of the domain's vCPUs (cumulative ns they waited for a
+    host CPU), or None when libvirt reported none (before 6.x, or no schedstat)."""
+    delays = [int(v) for k, v in stats.items() if _DELAY_KEY.fullmatch(k) and v is not None]
+    return sum(delays) if delays else None
 
 
 def _int_or_none(value: Any) -> int | None:

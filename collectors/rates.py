@@ -43,18 +43,24 @@ class CpuReading:
 
 
 class RateTracker:
-    """Keeps the previous cpu.time per VM (by UUID) in the collector process."""
+    """Keeps the previous value of one cumulative counter per VM (by UUID) in the collector
+    process: cpu.time (ns: the default unit gives cores), the vCPUs' run-queue wait (ns:
+    cores waited) or the guest's swap-in (KiB: `units_per_s=1` gives KiB/s)."""
 
-    def __init__(self, min_interval_s: float = 0.05, max_carry_s: float = 600.0) -> None:
+    def __init__(self, min_interval_s: float = 0.05, max_carry_s: float = 600.0,
+                 units_per_s: float = NS_PER_S) -> None:
         self.min_interval_s = min_interval_s
         self.max_carry_s = max_carry_s
+        self.units_per_s = units_per_s
         self._prev: dict[str, _Baseline] = {}
 
     def __len__(self) -> int:
         return len(self._prev)
 
     def update(self, uuid: str, host: str, cpu_time_ns: int | None, mono_s: float,
-               host_cpus: int) -> CpuReading:
+               host_cpus: float) -> CpuReading:
+        """`host_cpus` bounds a plausible rate (+5 %): the host's CPUs for cpu.time, the
+        VM's vCPUs for their wait, infinity for swap-in."""
         prev = self._prev.get(uuid)
         if cpu_time_ns is None or cpu_time_ns < 0:
             return CpuReading(None, self._carried(prev, mono_s), "no-counter")
@@ -63,7 +69,7 @@ class RateTracker:
             return CpuReading(None, None, "first")
         note = self._why_not(prev, host, cpu_time_ns, mono_s)
         if note is None:
-            rate = (cpu_time_ns - prev.cpu_time_ns) / NS_PER_S / (mono_s - prev.mono_s)
+            rate = (cpu_time_ns - prev.cpu_time_ns) / self.units_per_s / (mono_s - prev.mono_s)
             limit = max(host_cpus, 1) * 1.05
             if math.isfinite(rate) and 0.0 <= rate <= limit:
                 self._prev[uuid] = _Baseline(host, cpu_time_ns, mono_s, rate, mono_s)

@@ -174,7 +174,7 @@ def _ingest(url: str, rows: int, batch: int) -> dict[str, Any]:
     server_cpu: float | None = 0.0
     while done < rows:
         n = min(batch, rows - done)
-        chunk = [(vm_ids[i % 1000], ids[i % 10], ts, 0.25, 512.0) for i in range(n)]
+        chunk = [(vm_ids[i % 1000], ids[i % 10], ts, 0.25, 512.0, 0.01, None) for i in range(n)]
         with engine.begin() as conn:
             before = _backend_cpu_s(conn) if store.is_postgres else 0.0
             store.insert_samples(conn, "vm_samples", VM_SAMPLE_COLUMNS, chunk)

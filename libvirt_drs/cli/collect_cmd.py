@@ -55,8 +55,9 @@ def collect(app: AppContext, once: bool, prime_s: float, as_json: bool) -> None:
             hosts = outcome.result.hosts if outcome else []
             failed = [h for h in hosts if not h.ok]
             if as_json and outcome is not None:
-                print_json({"hosts": [{"name": h.name, "ok": h.ok, "error": h.error}
-                                      for h in hosts],
+                print_json({"hosts": [{"name": h.name, "ok": h.ok, "error": h.error,
+                                       "cpu_cores_used": h.cpu_cores_used,
+                                       "cpu_wait_cores": h.cpu_wait_cores} for h in hosts],
                             "vms": len(outcome.result.vms),
                             "vm_samples": outcome.written.vm_samples,
                             "host_samples": outcome.written.host_samples,
@@ -91,7 +92,8 @@ def _pct(value: float | None) -> str:
 @click.option("--vms", "show_vms", is_flag=True, help="Also list every VM with its host and demand.")
 @pass_app
 def status(app: AppContext, as_json: bool, window_s: float | None, show_vms: bool) -> None:
-    """Per-host CPU and memory load, VM count, staleness and the cluster imbalance."""
+    """Per-host CPU and memory load, CPU contention (cores the VMs waited for a CPU), VM
+    count, staleness and the cluster imbalance."""
     from libvirt_drs.operations import reads, views  # noqa: PLC0415
 
     data = reads.cluster_status(app.cluster(), app.caller(), window_s)
@@ -99,21 +101,26 @@ def status(app: AppContext, as_json: bool, window_s: float | None, show_vms: boo
         print_json(views.status(data))
         return
     table = Table(title="hosts")
-    for col in ("host", "cpu load", "mem load", "VMs", "state", "stale"):
-        table.add_column(col, justify="right" if col in ("cpu load", "mem load", "VMs") else "left",
-                         overflow="fold")
+    numeric = ("cpu load", "mem load", "cpu wait", "VMs")
+    for col in ("host", "cpu load", "mem load", "cpu wait", "VMs", "state", "stale"):
+        table.add_column(col, justify="right" if col in numeric else "left", overflow="fold")
+    waits = data.host_cpu_wait_cores()
     for h in data.hosts:
         v = h.view
         stale = f"yes: {h.why_stale}" if v.stale and h.why_stale else "yes" if v.stale else "no"
-        table.add_row(v.name, _pct(v.cpu_load), _pct(v.mem_load), str(v.vms), v.state, stale)
+        wait = waits.get(v.name, 0.0 if v.vms == 0 and not v.stale else None)  # no VM: no wait
+        table.add_row(v.name, _pct(v.cpu_load), _pct(v.mem_load),
+                      "no data" if wait is None else f"{wait:.2f} cores", str(v.vms), v.state,
+                      stale)
     console.print(table)
     if show_vms:
         vms = Table(title="VMs")
-        for col in ("vm", "host", "cpu cores", "mem MiB", "vCPUs", "mem max MiB"):
+        for col in ("vm", "host", "cpu cores", "cpu wait", "mem MiB", "vCPUs", "mem max MiB"):
             vms.add_column(col, justify="left" if col in ("vm", "host") else "right")
         for vm in data.vms:
             vms.add_row(vm.name, vm.host or "-",
                         "no data" if vm.cpu_cores is None else f"{vm.cpu_cores:.2f}",
+                        _pct(vm.cpu_wait),
                         "no data" if vm.mem_used_mib is None else f"{vm.mem_used_mib:.0f}",
                         str(vm.vcpus), str(vm.mem_mib))
         console.print(vms)
@@ -121,4 +128,6 @@ def status(app: AppContext, as_json: bool, window_s: float | None, show_vms: boo
     console.print(f"imbalance {'-' if imb is None else f'{imb:.3f}'} (target "
                   f"{'-' if target is None else f'{target:.3f}'}): {data.verdict}",
                   highlight=False, markup=False)
+    if data.contention:
+        console.print(data.contention, highlight=False, markup=False)
     console.print(data.balancing, highlight=False, markup=False)

@@ -108,6 +108,9 @@ class VmSample(Base):
     ts_s: Mapped[float] = mapped_column(Float, index=True)
     cpu_cores: Mapped[float] = mapped_column(Float)
     mem_used_mib: Mapped[float] = mapped_column(Float)
+    # contention: cores its vCPUs waited for a host CPU; the guest's swap-in (None: unknown)
+    cpu_wait_cores: Mapped[float | None] = mapped_column(Float, nullable=True)
+    swap_in_kib_s: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class HostSampleRollup(Base):

@@ -22,7 +22,8 @@ from libvirt_drs.db.models import Host, Vm
 
 log = logging.getLogger(__name__)
 
-VM_SAMPLE_COLUMNS = ("vm_id", "host_id", "ts_s", "cpu_cores", "mem_used_mib")
+VM_SAMPLE_COLUMNS = ("vm_id", "host_id", "ts_s", "cpu_cores", "mem_used_mib", "cpu_wait_cores",
+                     "swap_in_kib_s")
 HOST_SAMPLE_COLUMNS = ("host_id", "ts_s", "cpu_cores_used", "cpu_load", "mem_used_mib",
                        "mem_load", "vm_count")
 
@@ -84,7 +85,8 @@ class SampleStore:
             ts_by_host = {h.name: h.wall_s for h in result.hosts if h.ok}
             vm_ids, new, moved, gone = self._write_inventory(conn, result, host_ids)
             vm_rows = [(vm_ids[v.uuid], host_ids[v.host], ts_by_host[v.host], v.cpu_cores,
-                        v.mem_used_mib) for v in result.vms if v.cpu_cores is not None]
+                        v.mem_used_mib, v.cpu_wait_cores, v.swap_in_kib_s)
+                       for v in result.vms if v.cpu_cores is not None]
             host_rows = [(host_ids[h.name], h.wall_s, h.cpu_cores_used, h.cpu_load, h.mem_used_mib,
                           h.mem_load, h.vm_count) for h in result.hosts
                          if h.ok and h.cpu_load is not None and h.mem_load is not None]

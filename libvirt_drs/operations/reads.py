@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from libvirt_drs.balancer.contention import served_ratio
 from libvirt_drs.balancer.model import Rules
 from libvirt_drs.balancer.scoring import load_imbalance
 from libvirt_drs.db import audit, plans
@@ -62,6 +63,37 @@ class ClusterStatus:
             return f"automatic mode: inside balancing window {w.window!r} until {at}"
         return (f"automatic mode: outside the balancing windows until {at}: balancing moves "
                 "are recorded as recommendations, mandatory moves go on")
+
+    @property
+    def cpu_served(self) -> float | None:
+        """The cluster's CPU served ratio over the VMs that report their wait
+        (balancer.contention); None when none does."""
+        pairs = [(v.cpu_cores, v.cpu_wait_cores) for v in self.vms
+                 if v.cpu_cores is not None and v.cpu_wait_cores is not None]
+        return served_ratio(pairs) if pairs else None
+
+    def host_cpu_wait_cores(self) -> dict[str, float]:
+        """Host -> cores its VMs waited for a CPU (hosts none of whose VMs report it are
+        absent)."""
+        waits: dict[str, float] = {}
+        for v in self.vms:
+            if v.host is not None and v.cpu_wait_cores is not None:
+                waits[v.host] = waits.get(v.host, 0.0) + v.cpu_wait_cores
+        return waits
+
+    @property
+    def contention(self) -> str | None:
+        """One line on CPU contention, or None when no VM reports its wait."""
+        served = self.cpu_served
+        if served is None:
+            return None
+        waiting = [v for v in self.vms if (v.cpu_wait or 0.0) >= 0.005]
+        if not waiting:
+            return f"contention: none (VMs got {served:.1%} of the CPU they asked for)"
+        worst = max(waiting, key=lambda v: v.cpu_wait or 0.0)
+        return (f"contention: VMs got {served:.1%} of the CPU they asked for; "
+                f"{len(waiting)} VM(s) wait, most {worst.name} on {worst.host or '-'} "
+                f"({worst.cpu_wait or 0.0:.1%} of its vCPU time)")
 
     @property
     def eligible_without_data(self) -> tuple[str, ...]:

@@ -38,6 +38,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
 
 
 def status(s: ClusterStatus) -> dict[str, Any]:
+    waits = s.host_cpu_wait_cores()
     return {
         "hosts": [{"name": h.view.name, "cpu_load": _round(h.view.cpu_load),
                    "mem_load": _round(h.view.mem_load), "has_data": h.has_data,
@@ -47,11 +48,16 @@ def status(s: ClusterStatus) -> dict[str, Any]:
                    "cpu_cores_used": _round(h.view.cpu_cores_used, 3),
                    "mem_used_mib": _round(h.view.mem_used_mib, 1),
                    "group": h.view.group, "storage_group": h.view.storage_group,
-                   "last_seen_at": iso(h.view.last_seen_s)} for h in s.hosts],
+                   "last_seen_at": iso(h.view.last_seen_s),
+                   "cpu_wait_cores": _round(waits.get(h.view.name), 3)} for h in s.hosts],
         "vms": [{"name": v.name, "host": v.host, "cpu_cores": _round(v.cpu_cores),
                  "mem_mib": _round(v.mem_used_mib, 1), "uuid": v.uuid, "vcpus": v.vcpus,
                  "mem_max_mib": v.mem_mib, "state": v.state,
-                 "last_migrated_at": iso(v.last_migrated_s)} for v in s.vms],
+                 "last_migrated_at": iso(v.last_migrated_s),
+                 "cpu_wait_cores": _round(v.cpu_wait_cores, 3), "cpu_wait": _round(v.cpu_wait),
+                 "swap_in_kib_s": _round(v.swap_in_kib_s, 1)} for v in s.vms],
+        "cpu_served": _round(s.cpu_served),
+        "contention": s.contention,
         "imbalance": _round(s.imbalance),
         "target": _round(s.target),
         "verdict": s.verdict,

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from sqlalchemy import Engine
 
+from libvirt_drs.balancer.contention import served_ratio, wait_ratio
 from libvirt_drs.balancer.model import ClusterSnapshot, Move, Plan, Policy
 from libvirt_drs.balancer.planner import plan as plan_moves
 from libvirt_drs.balancer.scoring import snapshot_loads
@@ -48,6 +49,9 @@ class ClusterLoads:
     imbalance: float
     target: float
     eligible_hosts: int
+    vm_cpu_wait: dict[str, tuple[str, float]]  # vm -> (host, CPU wait ratio)
+    host_cpu_wait_cores: dict[str, float]  # summed over the host's VMs
+    cpu_served: float | None  # the cluster's CPU served ratio (balancer.contention)
 
 
 def cluster_loads(snapshot: ClusterSnapshot, policy: Policy) -> ClusterLoads:
@@ -63,7 +67,20 @@ def cluster_loads(snapshot: ClusterSnapshot, policy: Policy) -> ClusterLoads:
         capacity={h.name: (h.cpu_cores, h.mem_mib) for h in snapshot.hosts},
         imbalance_cpu=loads.imbalance_cpu, imbalance_memory=loads.imbalance_mem,
         imbalance=loads.imbalance, target=loads.target,
-        eligible_hosts=int(loads.eligible.sum()))
+        eligible_hosts=int(loads.eligible.sum()),
+        vm_cpu_wait={v.name: (v.host, wait_ratio(v.cpu_wait_cores, v.vcpus))
+                     for v in snapshot.vms},
+        host_cpu_wait_cores=_host_waits(snapshot),
+        # the snapshot's demand counts the wait: what was served is demand - wait
+        cpu_served=served_ratio((v.cpu_cores - v.cpu_wait_cores, v.cpu_wait_cores)
+                                for v in snapshot.vms))
+
+
+def _host_waits(snapshot: ClusterSnapshot) -> dict[str, float]:
+    waits = {h.name: 0.0 for h in snapshot.hosts}
+    for v in snapshot.vms:
+        waits[v.host] = waits.get(v.host, 0.0) + v.cpu_wait_cores
+    return waits
 
 
 def publish_loads(metrics: DrsMetrics, loads: ClusterLoads) -> None:
@@ -76,6 +93,7 @@ def publish_loads(metrics: DrsMetrics, loads: ClusterLoads) -> None:
     metrics.imbalance.labels("combined").set(loads.imbalance)
     if np.isfinite(loads.target):
         metrics.imbalance_target.set(loads.target)
+    metrics.set_contention(loads.vm_cpu_wait, loads.host_cpu_wait_cores, loads.cpu_served)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,20 @@ class DrsMetrics:
             "Target imbalance for the configured aggressiveness: 0.1 * (5 - L) / sqrt(hosts).",
             registry=r)
 
+        self.vm_cpu_wait_max = Gauge(
+            "drs_host_vm_cpu_wait_max_ratio",
+            "The most any VM on the host waited for a host CPU, as a share of its vCPU time "
+            "(run-queue delay, seen by the guest as steal), over the balancer's demand window. "
+            "Per-VM figures: drs status (metrics carry no VM names).", ["host"], registry=r)
+        self.host_cpu_wait = Gauge(
+            "drs_host_cpu_wait_cores",
+            "CPU the host's VMs waited for, in cores (demand the host did not serve).",
+            ["host"], registry=r)
+        self.cpu_served = Gauge(
+            "drs_cluster_cpu_served_ratio",
+            "CPU the VMs got / CPU they asked for (used + waited); 1 when no VM waits.",
+            registry=r)
+
         # collector
         self.collector_cycle = Histogram(
             "drs_collector_cycle_duration_seconds",
@@ -237,6 +251,22 @@ class DrsMetrics:
                 cores, mib = capacity[host]
                 self.host_cpu_capacity.labels(host).set(cores)
                 self.host_memory_capacity.labels(host).set(mib * MIB_BYTES)
+
+    def set_contention(self, vm_wait: Mapping[str, tuple[str, float]],
+                       host_wait_cores: Mapping[str, float], served: float | None) -> None:
+        """Replace the contention series from VM -> (host, wait ratio), host -> cores
+        waited, and the cluster's served ratio (no series without CPU demand)."""
+        self.vm_cpu_wait_max.clear()
+        self.host_cpu_wait.clear()
+        worst = {host: 0.0 for host in host_wait_cores}
+        for host, ratio in vm_wait.values():
+            worst[host] = max(worst.get(host, 0.0), ratio)
+        for host, ratio in sorted(worst.items()):
+            self.vm_cpu_wait_max.labels(host).set(ratio)
+        for host, cores in sorted(host_wait_cores.items()):
+            self.host_cpu_wait.labels(host).set(cores)
+        if served is not None:
+            self.cpu_served.set(served)
 
     def record_ha(self, host_states: Mapping[str, str], waiting: int, protected: int) -> None:
         """`host_states`: every host's HA state (ok when nothing happened to it)."""

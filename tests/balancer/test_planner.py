@@ -34,6 +34,23 @@ def test_balancing_spreads_a_skewed_cluster() -> None:
         assert m.cost_s > 0
 
 
+def test_a_move_off_a_contended_host_says_who_waits() -> None:
+    """Three 1-vCPU VMs on a 1-core host: usage 1.0 core, 0.35 waited. The wait is part of
+    the demand (snapshot), so the host is seen at 135 %; the move's reason names it."""
+    waits = {"vm0": 0.15, "vm1": 0.1, "vm2": 0.1}
+    vs = tuple(VmState(name=n, host="a", cpu_cores=1 / 3 + w, mem_mib=256, cpu_wait_cores=w)
+               for n, w in waits.items())
+    snap = snapshot(hosts(("a", 1, 4096), ("b", 1, 4096)), vs)
+    result = plan(snap, EAGER)
+    assert result.moves
+    first = result.moves[0]
+    assert "cpu 135%" in first.reason
+    assert "contention on a: its VMs wait 0.35 cores for CPU" in first.reason
+    calm = snapshot(hosts(("a", 1, 4096), ("b", 1, 4096)),
+                    tuple(replace(v, cpu_wait_cores=0.0) for v in vs))
+    assert all("contention" not in m.reason for m in plan(calm, EAGER).moves)
+
+
 def test_balanced_cluster_gets_no_moves() -> None:
     snap = snapshot(hosts(("a", 4, 8192), ("b", 4, 8192)),
                     vms(("x", "a", 1, 1024), ("y", "b", 1, 1024)))

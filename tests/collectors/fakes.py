@@ -41,10 +41,13 @@ class FakeVm:
     vcpus: int = 1
     mem_max_kib: int = 262144
     rss_kib: int | None = 131072
+    wait_cores: float | None = None  # run-queue wait per second of clock; None: unreported
+    delay_ns: int = 0
 
     def stats(self) -> DomainStats:
         return DomainStats(self.uuid, self.name, self.state, self.reason, self.cpu_time_ns,
-                           self.vcpus, self.mem_max_kib, self.mem_max_kib, self.rss_kib)
+                           self.vcpus, self.mem_max_kib, self.mem_max_kib, self.rss_kib,
+                           vcpu_delay_ns=None if self.wait_cores is None else self.delay_ns)
 
 
 @dataclass
@@ -68,6 +71,7 @@ class FakeHost:
     def tick(self, dt_s: float) -> None:
         for vm in self.vms.values():
             vm.cpu_time_ns += int(vm.burn_cores * dt_s * 1e9)
+            vm.delay_ns += int((vm.wait_cores or 0.0) * dt_s * 1e9)
 
     def poll(self) -> HostPoll:
         self.polls += 1

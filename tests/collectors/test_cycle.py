@@ -53,6 +53,23 @@ def test_rates_and_host_load_after_two_cycles() -> None:
     assert _host(r, "h1").cpu_model == "FakeModel"
 
 
+def test_vcpu_wait_becomes_cores_waited_per_vm_and_host() -> None:
+    clock, (h1,) = _cluster(1)
+    h1.add(FakeVm("u1", "vm1", burn_cores=0.6, wait_cores=0.3))
+    h1.add(FakeVm("u2", "vm2", burn_cores=0.4, wait_cores=0.1))
+    h1.add(FakeVm("u3", "vm3", burn_cores=0.2))  # its host reports no vcpu delay
+    c = Collector([h1], timeout_s=2)
+    first = c.run_cycle()
+    assert all(v.cpu_wait_cores is None for v in first.vms)  # a rate needs two readings
+    advance(clock, [h1], 10.0)
+    r = c.run_cycle()
+    assert _vm(r, "vm1").cpu_wait_cores == pytest.approx(0.3)
+    assert _vm(r, "vm2").cpu_wait_cores == pytest.approx(0.1)
+    assert _vm(r, "vm3").cpu_wait_cores is None and _vm(r, "vm3").swap_in_kib_s is None
+    assert _host(r, "h1").cpu_wait_cores == pytest.approx(0.4)
+    assert _host(r, "h1").cpu_cores_used == pytest.approx(1.2)  # usage alone, as before
+
+
 def test_vm_appearing_mid_run_counts_from_its_second_reading() -> None:
     clock, hosts = _cluster(1)
     h1 = hosts[0]

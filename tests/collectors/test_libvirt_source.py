@@ -8,7 +8,6 @@ import pytest
 from libvirt_drs.collectors.hypervisor import HostUnavailable
 from libvirt_drs.collectors.libvirt_source import (
     NOWAIT,
-    VCPU_REFRESH_POLLS,
     LibvirtSource,
     host_cpu,
     parse_domain,
@@ -20,14 +19,8 @@ CAPS = """<capabilities><host><uuid>x</uuid><cpu><arch>x86_64</arch>
 
 
 class FakeDom:
-    def __init__(self, uuid: str, name: str, vcpus: int = 2) -> None:
+    def __init__(self, uuid: str, name: str) -> None:
         self._uuid, self._name = uuid, name
-        self.vcpus = vcpus
-        self.vcpu_calls = 0
-
-    def vcpusFlags(self, flags: int) -> int:  # noqa: N802 - libvirt's name
-        self.vcpu_calls += 1
-        return self.vcpus
 
     def UUIDString(self) -> str:  # noqa: N802 - libvirt's name
         return self._uuid
@@ -78,6 +71,7 @@ def _err(msg: str, code: int) -> libvirt.libvirtError:
 
 
 RECORD = {"state.state": 1, "state.reason": 1, "cpu.time": 12_000_000_000, "vcpu.current": 2,
+          "vcpu.0.delay": 700, "vcpu.1.delay": 300, "vcpu.0.time": 5, "balloon.swap_in": 64,
           "balloon.current": 524288, "balloon.maximum": 1048576, "balloon.rss": 300000,
           "balloon.available": 500000, "balloon.usable": 400000, "balloon.unused": 350000}
 
@@ -88,8 +82,10 @@ def test_parse_domain_maps_every_field() -> None:
     assert (d.mem_max_kib, d.mem_current_kib, d.rss_kib) == (1048576, 524288, 300000)
     assert (d.guest_available_kib, d.guest_usable_kib, d.guest_unused_kib) == (500000, 400000,
                                                                                  350000)
+    assert (d.vcpu_delay_ns, d.swap_in_kib) == (1000, 64)  # the vCPUs' waits summed
     bare = parse_domain("u", "vm", {"state.state": 5})
     assert bare.cpu_time_ns is None and bare.rss_kib is None and bare.vcpus == 1
+    assert bare.vcpu_delay_ns is None and bare.swap_in_kib is None  # unreported: unknown
 
 
 def test_host_cpu_model_and_definition() -> None:
@@ -144,16 +140,3 @@ def test_libvirt_test_driver() -> None:
     src.poll()
     assert src.opens == 1
     src.close()
-
-
-def test_vcpu_count_is_asked_once_then_refreshed() -> None:
-    dom = FakeDom("u1", "vm1", vcpus=3)
-    src = LibvirtSource("h1", "qemu+tcp://x/system", open_fn=lambda uri: FakeConn([(dom, RECORD)]))
-    assert src.poll().domains[0].vcpus == 3
-    for _ in range(5):
-        src.poll()
-    assert dom.vcpu_calls == 1  # cached between refreshes
-    dom.vcpus = 4  # hot-plugged
-    for _ in range(VCPU_REFRESH_POLLS):
-        last = src.poll()
-    assert last.domains[0].vcpus == 4 and dom.vcpu_calls == 2

@@ -60,7 +60,8 @@ def test_collect_once_then_status_json(tmp_path: Path) -> None:
     assert code == 0, err
     data = json.loads(out)
     assert set(data) == {"hosts", "vms", "imbalance", "target", "verdict",
-                         "hosts_without_data", "window_s", "at", "balancing"}
+                         "hosts_without_data", "window_s", "at", "balancing", "cpu_served",
+                         "contention"}
     hosts = {h["name"]: h for h in data["hosts"]}
     assert hosts["down"]["stale"] and "refused" in hosts["down"]["error"]
     assert not hosts["t1"]["stale"] and hosts["t1"]["vms"] == 1 and hosts["t1"]["cpu_cores"] == 2.0
@@ -68,7 +69,7 @@ def test_collect_once_then_status_json(tmp_path: Path) -> None:
     code, out, _ = _run(path, "status")
     assert code == 0 and "t1" in out and "imbalance" in out
     down = next(line for line in out.splitlines() if "down" in line and "│" in line)
-    assert down.count("no data") == 2 and "0.0%" not in down  # unknown, never 0 %
+    assert down.count("no data") == 3 and "0.0" not in down  # unknown, never 0 % (cpu wait too)
     assert "not counted (stale): down" in " ".join(out.split())
     code, out, _ = _run(path, "collect", "--once", "--prime-s", "0.1", "--json")
     assert code == 1

@@ -75,6 +75,28 @@ def test_snapshot_from_database(db_engine: Engine) -> None:
     assert snap.now_s == NOW_S
 
 
+def test_cpu_demand_counts_the_wait_of_a_contended_vm(db_engine: Engine) -> None:
+    """Usage 0.6 plus 0.3 cores waited for a CPU: demand 0.9, of which 0.3 is the wait;
+    samples without a wait figure (NULL: unreported) count as no wait."""
+    with Session(db_engine) as s, s.begin():
+        h1 = Host(name="h1", uri="u", cpu_cores=4.0, mem_mib=8192, stale=False, last_seen_s=NOW_S)
+        s.add(h1)
+        s.flush()
+        v1 = Vm(uuid="u1", name="v1", host_id=h1.id, vcpus=1, mem_mib=1024, first_seen_s=0)
+        v2 = Vm(uuid="u2", name="v2", host_id=h1.id, vcpus=1, mem_mib=1024, first_seen_s=0)
+        s.add_all([v1, v2])
+        s.flush()
+        for k in range(30):
+            ts = NOW_S - 20 * (29 - k)
+            s.add(VmSample(vm_id=v1.id, host_id=h1.id, ts_s=ts, cpu_cores=0.6, mem_used_mib=300,
+                           cpu_wait_cores=0.3))
+            s.add(VmSample(vm_id=v2.id, host_id=h1.id, ts_s=ts, cpu_cores=0.5, mem_used_mib=300))
+    vms = {v.name: v for v in load_snapshot(db_engine, CFG, now_s=NOW_S).vms}
+    assert vms["v1"].cpu_cores == pytest.approx(0.9)
+    assert vms["v1"].cpu_wait_cores == pytest.approx(0.3)
+    assert vms["v2"].cpu_cores == pytest.approx(0.5) and vms["v2"].cpu_wait_cores == 0.0
+
+
 def test_snapshot_of_empty_database(db_engine: Engine) -> None:
     snap = load_snapshot(db_engine, CFG, now_s=NOW_S)
     assert snap.vms == ()

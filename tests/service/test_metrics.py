@@ -63,6 +63,29 @@ def test_host_gauges_replace_series() -> None:
     assert m.registry.get_sample_value("drs_host_cpu_load_ratio", {"host": "b"}) is None
 
 
+def test_contention_series_from_the_snapshot() -> None:
+    """The worst VM wait ratio and the cores waited per host, and the cluster's served
+    ratio, computed as the planner sees the cluster (its demand counts the wait)."""
+    from libvirt_drs.balancer.model import ClusterSnapshot, HostState, Policy, Rules, VmState  # noqa: PLC0415
+    from libvirt_drs.service.balance import cluster_loads, publish_loads  # noqa: PLC0415
+
+    snap = ClusterSnapshot(
+        hosts=(HostState("a", 1, 4096), HostState("b", 1, 4096)),
+        vms=(VmState("x", "a", 0.6, 256, cpu_wait_cores=0.3, vcpus=2),
+             VmState("y", "a", 0.5, 256, cpu_wait_cores=0.1), VmState("z", "b", 0.4, 256)),
+        rules=Rules(), now_s=0.0)
+    m = DrsMetrics()
+    publish_loads(m, cluster_loads(snap, Policy()))
+    get = m.registry.get_sample_value
+    assert get("drs_host_vm_cpu_wait_max_ratio", {"host": "a"}) == pytest.approx(0.15)
+    assert get("drs_host_vm_cpu_wait_max_ratio", {"host": "b"}) == 0.0
+    text = "\n".join(str(s) for fam in m.registry.collect() for s in fam.samples)
+    assert all(f"'{vm}'" not in text for vm in ("x", "y", "z"))  # no VM names in /metrics
+    assert get("drs_host_cpu_wait_cores", {"host": "a"}) == pytest.approx(0.4)
+    assert get("drs_host_cpu_wait_cores", {"host": "b"}) == 0.0
+    assert get("drs_cluster_cpu_served_ratio") == pytest.approx(1.1 / 1.5)
+
+
 def test_running_migrations_per_host_and_direction() -> None:
     m = DrsMetrics()
     m.set_running_migrations(["a", "b", "c"], [("a", "b"), ("a", "c")])

@@ -15,7 +15,9 @@ def _loads(cpu: dict[str, float], imbalance: float) -> ClusterLoads:
                         vms={h: int(v * 10) for h, v in cpu.items()}, stale=(),
                         maintenance=(), capacity={h: (2.0, 4096.0) for h in cpu},
                         imbalance_cpu=imbalance, imbalance_memory=imbalance / 2,
-                        imbalance=imbalance, target=0.115, eligible_hosts=len(cpu))
+                        imbalance=imbalance, target=0.115, eligible_hosts=len(cpu),
+                        vm_cpu_wait={}, host_cpu_wait_cores={h: 0.0 for h in cpu},
+                        cpu_served=None)
 
 
 def test_report_has_before_after_rounds_and_migrations(tmp_path: Path) -> None:
