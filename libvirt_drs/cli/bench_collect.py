@@ -48,9 +48,6 @@ class _Dom:
     def name(self) -> str:
         return self._name
 
-    def vcpusFlags(self, flags: int = 0) -> int:  # noqa: N802
-        return 1
-
 
 class FakeStatsConnection:
     """getAllDomainStats and friends for V VMs burning fixed CPU, computed per call."""
@@ -64,7 +61,8 @@ class FakeStatsConnection:
     def getAllDomainStats(self, stats: int, flags: int) -> list[tuple[_Dom, dict[str, Any]]]:  # noqa: N802
         elapsed = time.monotonic() - self.t0
         return [(d, {"state.state": 1, "state.reason": 1, "cpu.time": int(b * elapsed * 1e9) + 1,
-                     "vcpu.current": 1, "vcpu.maximum": 1, "balloon.current": 1048576,
+                     "vcpu.current": 1, "vcpu.maximum": 1,
+                     "vcpu.0.delay": int(b * elapsed * 1e8), "balloon.current": 1048576,
                      "balloon.maximum": 1048576, "balloon.rss": 524288})
                 for d, b in zip(self.doms, self.burn, strict=True)]
 
