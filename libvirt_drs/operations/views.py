@@ -151,6 +151,7 @@ def vm(v: VmView, rules: list[str]) -> dict[str, Any]:
     return {"name": v.name, "host": v.host, "state": v.state, "uuid": v.uuid, "vcpus": v.vcpus,
             "cpu_cores": _round(v.cpu_cores), "mem_mib": _round(v.mem_used_mib, 1),
             "mem_max_mib": v.mem_mib, "last_migrated_at": iso(v.last_migrated_s),
+            "cpu_wait_cores": _round(v.cpu_wait_cores, 3), "cpu_wait": _round(v.cpu_wait),
             "rules": rules}
 
 

@@ -255,7 +255,8 @@ class DrsMetrics:
     def set_contention(self, vm_wait: Mapping[str, tuple[str, float]],
                        host_wait_cores: Mapping[str, float], served: float | None) -> None:
         """Replace the contention series from VM -> (host, wait ratio), host -> cores
-        waited, and the cluster's served ratio (no series without CPU demand)."""
+        waited, and the cluster's served ratio (None, no CPU demand at all: nothing waits,
+        1.0)."""
         self.vm_cpu_wait_max.clear()
         self.host_cpu_wait.clear()
         worst = {host: 0.0 for host in host_wait_cores}
@@ -265,8 +266,7 @@ class DrsMetrics:
             self.vm_cpu_wait_max.labels(host).set(ratio)
         for host, cores in sorted(host_wait_cores.items()):
             self.host_cpu_wait.labels(host).set(cores)
-        if served is not None:
-            self.cpu_served.set(served)
+        self.cpu_served.set(1.0 if served is None else served)
 
     def record_ha(self, host_states: Mapping[str, str], waiting: int, protected: int) -> None:
         """`host_states`: every host's HA state (ok when nothing happened to it)."""

@@ -10,6 +10,8 @@
         return drs.el("tr", {"data-host": h.name},
           drs.el("td", {}, h.name), drs.el("td", {}, h.group),
           drs.el("td", {}, drs.pct(h.cpu_load)), drs.el("td", {}, drs.pct(h.mem_load)),
+          drs.el("td", {class: "cpu-wait"}, h.cpu_wait_cores === null && h.vms === 0 && !h.stale
+            ? "0.00 cores" : h.cpu_wait_cores === null ? "no data" : h.cpu_wait_cores.toFixed(2) + " cores"),
           drs.el("td", {}, h.vms), drs.el("td", {class: "state " + h.state}, h.state + (h.stale ? " (stale)" : "")),
           drs.el("td", {}, drs.el("button", {class: entering ? "enter" : "exit", "data-host": h.name,
             onclick: () => entering ? enter(h.name) : leave(h.name)},

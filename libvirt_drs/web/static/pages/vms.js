@@ -12,7 +12,8 @@
       document.querySelector("#vm-table tbody").replaceChildren(...vms.map((v) =>
         drs.el("tr", {"data-vm": v.name},
           drs.el("td", {}, v.name), drs.el("td", {}, v.host || "-"),
-          drs.el("td", {}, drs.num(v.cpu_cores, 2)), drs.el("td", {}, drs.num(v.mem_mib, 0)),
+          drs.el("td", {}, drs.num(v.cpu_cores, 2)), drs.el("td", {class: "cpu-wait"}, drs.pct(v.cpu_wait)),
+          drs.el("td", {}, drs.num(v.mem_mib, 0)),
           drs.el("td", {}, v.vcpus), drs.el("td", {class: "rules"}, v.rules.join("; ")),
           drs.el("td", {}, drs.el("button", {class: "migrate", "data-vm": v.name,
                                              onclick: () => openDialog(v.name)}, "Migrate")))));
