@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,15 @@ CONTENDED_WAIT_CORES = 0.5  # at least this much waiting on h1 before balancing
 
 
 @pytest.fixture(scope="module")
-def lab(make_lab: Callable[..., Lab]) -> Lab:
+def lab(make_lab: Callable[..., Lab]) -> Iterator[Lab]:
+    """Taken down at the end of this module, not of the session: its starved guests stay
+    runnable (about a core each) and would slow every later test."""
     if (os.cpu_count() or 1) < 2:
         pytest.fail("the contention lab test needs 2 CPUs: one per lab host")
-    return make_lab(n_hosts=2, n_vms=4, placement_text="1,1,1,1", burn=str(BURN_PCT), touch="16")
+    the_lab = make_lab(n_hosts=2, n_vms=4, placement_text="1,1,1,1", burn=str(BURN_PCT),
+                       touch="16")
+    yield the_lab
+    the_lab.down()
 
 
 @pytest.fixture(scope="module")
