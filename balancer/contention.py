@@ -20,6 +20,22 @@ def wait_ratio(wait_cores: float, vcpus: int) -> float:
     return min(1.0, max(0.0, wait_cores) / max(vcpus, 1))
 
 
+def host_wait_cores(vms: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """(host, cores waited) per VM -> host: the cores its VMs waited."""
+    waits: dict[str, float] = {}
+    for host, cores in vms:
+        waits[host] = waits.get(host, 0.0) + cores
+    return waits
+
+
+def host_worst_wait(vms: Iterable[tuple[str, float, int]]) -> dict[str, float]:
+    """(host, cores waited, vCPUs) per VM -> host: the highest wait ratio of its VMs."""
+    worst: dict[str, float] = {}
+    for host, cores, vcpus in vms:
+        worst[host] = max(worst.get(host, 0.0), wait_ratio(cores, vcpus))
+    return worst
+
+
 def served_ratio(used_and_wait_cores: Iterable[tuple[float, float]]) -> float | None:
     """CPU served / CPU demanded over (used cores, waited cores) pairs; None with no
     demand at all."""

@@ -31,6 +31,7 @@ class HostCpus:
             raise ValueError(f"host CPUs {sorted(wanted)}: this machine has CPUs 0..{online - 1}")
         self.lab = lab
         self.period_s = period_s
+        self._online = online
         self._maps = {h: tuple(i in c for i in range(online)) for h, c in cpus.items()}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="lab-host-cpus", daemon=True)
@@ -57,7 +58,7 @@ class HostCpus:
 
     def unpin_all(self) -> None:
         """Every running guest back on all CPUs (the lab's normal state)."""
-        every = tuple(True for _ in range(os.cpu_count() or 1))
+        every = (True,) * self._online
         for host_name in self._maps:
             self._pin_host(host_name, every)
 

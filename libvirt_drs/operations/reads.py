@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from libvirt_drs.balancer.contention import served_ratio
+from libvirt_drs.balancer.contention import host_wait_cores, served_ratio
 from libvirt_drs.balancer.model import Rules
 from libvirt_drs.balancer.scoring import load_imbalance
 from libvirt_drs.db import audit, plans
@@ -75,11 +75,8 @@ class ClusterStatus:
     def host_cpu_wait_cores(self) -> dict[str, float]:
         """Host -> cores its VMs waited for a CPU (hosts none of whose VMs report it are
         absent)."""
-        waits: dict[str, float] = {}
-        for v in self.vms:
-            if v.host is not None and v.cpu_wait_cores is not None:
-                waits[v.host] = waits.get(v.host, 0.0) + v.cpu_wait_cores
-        return waits
+        return host_wait_cores((v.host, v.cpu_wait_cores) for v in self.vms
+                               if v.host is not None and v.cpu_wait_cores is not None)
 
     @property
     def contention(self) -> str | None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from sqlalchemy import Engine
 
-from libvirt_drs.balancer.contention import served_ratio, wait_ratio
+from libvirt_drs.balancer.contention import host_wait_cores, host_worst_wait, served_ratio
 from libvirt_drs.balancer.model import ClusterSnapshot, Move, Plan, Policy
 from libvirt_drs.balancer.planner import plan as plan_moves
 from libvirt_drs.balancer.scoring import snapshot_loads
@@ -49,8 +49,8 @@ class ClusterLoads:
     imbalance: float
     target: float
     eligible_hosts: int
-    vm_cpu_wait: dict[str, tuple[str, float]]  # vm -> (host, CPU wait ratio)
     host_cpu_wait_cores: dict[str, float]  # summed over the host's VMs
+    host_vm_cpu_wait_max: dict[str, float]  # the highest CPU wait ratio of the host's VMs
     cpu_served: float | None  # the cluster's CPU served ratio (balancer.contention)
 
 
@@ -58,6 +58,7 @@ def cluster_loads(snapshot: ClusterSnapshot, policy: Policy) -> ClusterLoads:
     """Per-host loads and the imbalance as the planner computes them (balancer.scoring)."""
     loads = snapshot_loads(snapshot, policy)
     names = loads.hosts
+    none = {h.name: 0.0 for h in snapshot.hosts}  # hosts without VMs: nothing waits
     return ClusterLoads(
         cpu={n: float(loads.cpu[i]) for i, n in enumerate(names)},
         memory={n: float(loads.mem[i]) for i, n in enumerate(names)},
@@ -68,19 +69,12 @@ def cluster_loads(snapshot: ClusterSnapshot, policy: Policy) -> ClusterLoads:
         imbalance_cpu=loads.imbalance_cpu, imbalance_memory=loads.imbalance_mem,
         imbalance=loads.imbalance, target=loads.target,
         eligible_hosts=int(loads.eligible.sum()),
-        vm_cpu_wait={v.name: (v.host, wait_ratio(v.cpu_wait_cores, v.vcpus))
-                     for v in snapshot.vms},
-        host_cpu_wait_cores=_host_waits(snapshot),
+        host_cpu_wait_cores=none | host_wait_cores((v.host, v.cpu_wait_cores) for v in snapshot.vms),
+        host_vm_cpu_wait_max=none | host_worst_wait((v.host, v.cpu_wait_cores, v.vcpus)
+                                                    for v in snapshot.vms),
         # the snapshot's demand counts the wait: what was served is demand - wait
         cpu_served=served_ratio((v.cpu_cores - v.cpu_wait_cores, v.cpu_wait_cores)
                                 for v in snapshot.vms))
-
-
-def _host_waits(snapshot: ClusterSnapshot) -> dict[str, float]:
-    waits = {h.name: 0.0 for h in snapshot.hosts}
-    for v in snapshot.vms:
-        waits[v.host] = waits.get(v.host, 0.0) + v.cpu_wait_cores
-    return waits
 
 
 def publish_loads(metrics: DrsMetrics, loads: ClusterLoads) -> None:
@@ -93,7 +87,7 @@ def publish_loads(metrics: DrsMetrics, loads: ClusterLoads) -> None:
     metrics.imbalance.labels("combined").set(loads.imbalance)
     if np.isfinite(loads.target):
         metrics.imbalance_target.set(loads.target)
-    metrics.set_contention(loads.vm_cpu_wait, loads.host_cpu_wait_cores, loads.cpu_served)
+    metrics.set_contention(loads.host_cpu_wait_cores, loads.host_vm_cpu_wait_max, loads.cpu_served)
 
 
 @dataclass(frozen=True)

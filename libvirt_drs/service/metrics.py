@@ -252,17 +252,14 @@ class DrsMetrics:
                 self.host_cpu_capacity.labels(host).set(cores)
                 self.host_memory_capacity.labels(host).set(mib * MIB_BYTES)
 
-    def set_contention(self, vm_wait: Mapping[str, tuple[str, float]],
-                       host_wait_cores: Mapping[str, float], served: float | None) -> None:
-        """Replace the contention series from VM -> (host, wait ratio), host -> cores
-        waited, and the cluster's served ratio (None, no CPU demand at all: nothing waits,
-        1.0)."""
+    def set_contention(self, host_wait_cores: Mapping[str, float],
+                       host_worst_wait: Mapping[str, float], served: float | None) -> None:
+        """Replace the contention series: host -> cores waited, host -> the highest wait
+        ratio of its VMs, and the cluster's served ratio (None, no CPU demand at all:
+        nothing waits, 1.0)."""
         self.vm_cpu_wait_max.clear()
         self.host_cpu_wait.clear()
-        worst = {host: 0.0 for host in host_wait_cores}
-        for host, ratio in vm_wait.values():
-            worst[host] = max(worst.get(host, 0.0), ratio)
-        for host, ratio in sorted(worst.items()):
+        for host, ratio in sorted(host_worst_wait.items()):
             self.vm_cpu_wait_max.labels(host).set(ratio)
         for host, cores in sorted(host_wait_cores.items()):
             self.host_cpu_wait.labels(host).set(cores)

@@ -16,7 +16,8 @@ def _loads(cpu: dict[str, float], imbalance: float) -> ClusterLoads:
                         maintenance=(), capacity={h: (2.0, 4096.0) for h in cpu},
                         imbalance_cpu=imbalance, imbalance_memory=imbalance / 2,
                         imbalance=imbalance, target=0.115, eligible_hosts=len(cpu),
-                        vm_cpu_wait={}, host_cpu_wait_cores={h: 0.0 for h in cpu},
+                        host_cpu_wait_cores={h: 0.0 for h in cpu},
+                        host_vm_cpu_wait_max={h: 0.0 for h in cpu},
                         cpu_served=None)
 
 
