@@ -117,8 +117,9 @@ class Policy:
     # kept free on every destination (a whole number in drs.toml)
     mem_reserve_mib: float = field(default=0.0, metadata={
         "section": "balancer", "toml": "int", "ge": 0, "unit": "MiB"})
-    # balancing moves per pass; 0 = mandatory moves only
-    max_moves_per_pass: int = field(default=16, metadata={"section": "balancer", "ge": 0})
+    # ceiling on balancing moves per pass (the budget itself scales with the cluster:
+    # planner.move_budget); 0 = mandatory moves only
+    max_moves_per_pass: int = field(default=512, metadata={"section": "balancer", "ge": 0})
     # as source and as destination, per pass
     max_moves_per_host: int = field(default=2, metadata={"section": "balancer", "ge": 1})
     # a migrated VM is not balanced again (nor sent back) within it
@@ -138,7 +139,14 @@ class Policy:
     risk_z: float = 1.0
     risk_weight: float = 0.0
     soft_rule_penalty: float = 0.05  # in imbalance units, per violated should / should-not rule
-    source_hosts_per_step: int = 8  # most loaded hosts searched for candidates per step
+    # Search width and move budget, scaled with the cluster (planner.search_width,
+    # planner.move_budget): the most loaded hosts searched per step hold about
+    # search_vms_per_step VMs (at least source_hosts_per_step hosts); a pass makes up to
+    # moves_per_host_per_pass moves per eligible host, at least min_moves_per_pass.
+    source_hosts_per_step: int = 8
+    search_vms_per_step: int = 160
+    min_moves_per_pass: int = 16
+    moves_per_host_per_pass: float = 0.15
     candidates_per_step: int = 256  # VMs of those hosts evaluated against every host
 
     def invalid(self) -> tuple[str, str] | None:

@@ -1,19 +1,23 @@
 """plan(snapshot, policy) -> Plan: mandatory moves first, then greedy balancing moves.
 
-Balancing, one move per step while the imbalance is above the target: take the VMs on
-the most loaded hosts (that may still send), evaluate moving each of them to every
-host at once (a (vm, host) array of the resulting imbalance), drop what a hard
-constraint forbids, and keep the move with the largest net gain if that gain pays for
-the migration (cost-benefit). On small clusters the chosen moves are then refined
+Balancing, one move per step while the imbalance is above the target and the pass's
+move budget lasts: take the VMs on the most loaded hosts (that may still send), evaluate
+moving each of them to every host at once (a (vm, host) array of the resulting
+imbalance; on a large cluster to the least loaded hosts only, see _destinations), drop
+what a hard constraint forbids, and keep the move with the largest net gain if that gain
+pays for the migration (cost-benefit). The search width and the budget scale with the
+cluster (search_width, move_budget). On small clusters the chosen moves are then refined
 (refine.py, exact.py) without adding any. Moves are recorded best first. Deterministic:
 ties go to the lowest index.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from libvirt_drs.balancer.arrays import I64, Bool, Cluster, build_cluster
+from libvirt_drs.balancer.arrays import F64, I64, Bool, Cluster, build_cluster
 from libvirt_drs.balancer.constraints import allowed, soft_penalty
 from libvirt_drs.balancer.exact import exact
 from libvirt_drs.balancer.mandatory import mandatory_moves
@@ -22,6 +26,8 @@ from libvirt_drs.balancer.refine import refine
 from libvirt_drs.balancer.rules import resolve
 from libvirt_drs.balancer.scoring import host_loads, imbalance, moved_imbalance, risk_delta, target_imbalance
 from libvirt_drs.balancer.state import PlanState, build_state
+
+DESTINATIONS_PER_STEP = 32  # least loaded hosts scored per step on a large cluster
 
 
 def _source_hosts(state: PlanState) -> I64:
@@ -33,8 +39,47 @@ def _source_hosts(state: PlanState) -> I64:
         return np.array([], dtype=np.int64)
     excess = p.cpu_weight * (cpu - cpu[ok].mean()) + p.mem_weight * (mem - mem[ok].mean())
     excess = np.where(ok, excess, -np.inf)
-    order = np.argsort(-excess, kind="stable")[: p.source_hosts_per_step]
+    order = np.argsort(-excess, kind="stable")[: search_width(p, c)]
     return order[np.isfinite(excess[order]) & (excess[order] > 0)]
+
+
+def search_width(policy: Policy, cluster: Cluster) -> int:
+    """Source hosts searched per step: enough of them to hold about search_vms_per_step VMs
+    (the VMs of 8 hosts are too few a choice when a host runs 5), at least
+    source_hosts_per_step."""
+    ok = cluster.host_eligible
+    per_host = cluster.n_vms / max(int(ok.sum()), 1)
+    return max(policy.source_hosts_per_step,
+               math.ceil(policy.search_vms_per_step / max(per_host, 1.0)))
+
+
+def move_budget(policy: Policy, cluster: Cluster) -> int:
+    """Balancing moves per pass: moves_per_host_per_pass per eligible host, at least
+    min_moves_per_pass, at most max_moves_per_pass and what the per-host limits let the
+    eligible hosts send and take (each move takes one outgoing and one incoming slot)."""
+    ok = cluster.host_eligible
+    slots = min(int(cluster.host_max_out[ok].sum()), int(cluster.host_max_in[ok].sum()))
+    scaled = max(policy.min_moves_per_pass, math.ceil(policy.moves_per_host_per_pass * ok.sum()))
+    return min(policy.max_moves_per_pass, scaled, slots)
+
+
+def _destinations(state: PlanState, vms: I64, penalty: F64) -> I64:
+    """Hosts a step scores: all on a small cluster; on a large one the
+    DESTINATIONS_PER_STEP least loaded hosts that may still receive, plus every host where
+    a candidate would break fewer soft rules than where it is (moving load to a cold host
+    is what lowers the imbalance; the rest of the row cannot win)."""
+    c, p = state.cluster, state.policy
+    if c.n_hosts <= 2 * DESTINATIONS_PER_STEP:
+        return np.arange(c.n_hosts)
+    cpu, mem = host_loads(c)
+    open_hosts = c.host_eligible & (state.in_count < c.host_max_in)
+    load = np.where(open_hosts, p.cpu_weight * cpu + p.mem_weight * mem, np.inf)
+    coldest = np.argsort(load, kind="stable")[:DESTINATIONS_PER_STEP]
+    keep = np.zeros(c.n_hosts, dtype=bool)
+    keep[coldest[np.isfinite(load[coldest])]] = True
+    here = penalty[np.arange(vms.size), c.vm_host[vms]]
+    keep |= (penalty < here[:, None]).any(axis=0) & open_hosts
+    return np.flatnonzero(keep)
 
 
 def _shortlist(state: PlanState, vms: I64) -> I64:
@@ -54,28 +99,40 @@ def _shortlist(state: PlanState, vms: I64) -> I64:
 
 
 def _best_move(state: PlanState, candidates: Bool, current: float) -> tuple[int, int] | None:
-    c, p = state.cluster, state.policy
-    sources = _source_hosts(state)
-    vms = np.flatnonzero(candidates & np.isin(c.vm_host, sources))
+    c = state.cluster
+    is_source = np.zeros(c.n_hosts, dtype=bool)
+    is_source[_source_hosts(state)] = True
+    vms = np.flatnonzero(candidates & is_source[c.vm_host])
     if vms.size == 0:
         return None
     vms = _shortlist(state, vms)
     ok = allowed(state, vms) & (state.in_count < c.host_max_in)[None, :]
-    after = moved_imbalance(c, p, vms)
     penalty = soft_penalty(state, vms)
+    dests = _destinations(state, vms, penalty)
+    best = _best_among(state, vms, dests, ok, penalty, current)
+    if best is None and dests.size < c.n_hosts:  # the cold hosts refused them all: look wider
+        best = _best_among(state, vms, np.arange(c.n_hosts), ok, penalty, current)
+    return best
+
+
+def _best_among(state: PlanState, vms: I64, dests: I64, ok: Bool, penalty: F64,
+                current: float) -> tuple[int, int] | None:
+    """The (VM, host) of the largest net gain among `vms` x `dests`, or None."""
+    c, p = state.cluster, state.policy
+    after = moved_imbalance(c, p, vms, dests)
     here = penalty[np.arange(vms.size), c.vm_host[vms]]
     n_hosts = max(int(c.host_eligible.sum()), 1)
     # gain in the sum of squared host-load deviations: comparable across cluster sizes
-    gain = n_hosts * (current**2 - (after + penalty - here[:, None]) ** 2)
+    gain = n_hosts * (current**2 - (after + penalty[:, dests] - here[:, None]) ** 2)
     if p.risk_weight > 0:
-        gain -= p.risk_weight * risk_delta(c, p, vms)
+        gain -= p.risk_weight * risk_delta(c, p, vms)[:, dests]
     net = gain - p.min_gain - p.cost_weight * c.vm_cost_s[vms][:, None]
-    net = np.where(ok & (after < current - 1e-12) & (net > 0), net, -np.inf)
+    net = np.where(ok[:, dests] & (after < current - 1e-12) & (net > 0), net, -np.inf)
     flat = int(np.argmax(net))
     if not np.isfinite(net.flat[flat]):
         return None
-    k, dest = divmod(flat, c.n_hosts)
-    return int(vms[k]), dest
+    k, j = divmod(flat, dests.size)
+    return int(vms[k]), int(dests[j])
 
 
 def _reason(c: Cluster, vm: int, src: int, dest: int) -> str:
@@ -119,7 +176,8 @@ def _greedy(state: PlanState, candidates: Bool, target: float) -> dict[int, int]
     c, p = state.cluster, state.policy
     candidates = candidates.copy()
     chosen: dict[int, int] = {}
-    while len(chosen) < p.max_moves_per_pass:
+    budget = move_budget(p, c)
+    while len(chosen) < budget:
         current = imbalance(c, p)
         if current <= target:
             break
@@ -143,13 +201,14 @@ def _record(state: PlanState, chosen: dict[int, int]) -> list[Move]:
     left = sorted(chosen)
     while left:
         before = imbalance(c, p)
-        # only moves whose destination takes them now (a move that fits only after another
+        pending = np.array(left, dtype=np.int64)
+        after = moved_imbalance(c, p, pending, np.array([dest[vm] for vm in left])[:, None])
+        order = np.argsort(after[:, 0], kind="stable")
+        # the best move whose destination takes it now (a move that fits only after another
         # one freed room waits for it: the order is the one the migrations may run in)
-        fits = [vm for vm in left if bool(allowed(state, np.array([vm]))[0, dest[vm]])]
-        pool = fits or left
-        after = [float(moved_imbalance(c, p, np.array([vm]), np.array([dest[vm]]))[0, 0])
-                 for vm in pool]
-        vm = pool[int(np.argmin(after))]
+        vm = next((int(pending[k]) for k in order.tolist()
+                   if bool(allowed(state, pending[k:k + 1])[0, dest[int(pending[k])]])),
+                  int(pending[order[0]]))
         left.remove(vm)
         src = chosen[vm]
         reason = _reason(c, vm, src, dest[vm])
@@ -216,9 +275,14 @@ def _why_stopped(state: PlanState, n_balancing: int, after: float, target: float
     """Why a plan with balancing moves still ends above target: which limit stopped it."""
     p = state.policy
     text = f"the plan ends at imbalance {after:.4f}, above the target {target:.4f}: "
-    if n_balancing >= p.max_moves_per_pass:
-        return text + (f"stopped at balancer.max_moves_per_pass = {p.max_moves_per_pass} "
-                       "moves; the next round goes on")
+    budget = move_budget(p, state.cluster)
+    if n_balancing >= budget:
+        if budget >= p.max_moves_per_pass:
+            return text + (f"stopped at balancer.max_moves_per_pass = {p.max_moves_per_pass} "
+                           "moves; the next round goes on")
+        return text + (f"stopped at this pass's budget of {budget} moves (at least "
+                       f"{p.min_moves_per_pass}, {p.moves_per_host_per_pass:g} per eligible "
+                       "host); the next round goes on")
     limited = _limited_hosts(state)
     if limited:
         return text + (f"the per-host move limit (balancer.max_moves_per_host = "

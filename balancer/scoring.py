@@ -100,37 +100,39 @@ def _moved_variance(load: F64, cap: F64, eligible: F64, amount: F64, src: I64,
                     dst: I64) -> F64:
     """Variance of `load` over eligible hosts after moving amount[k] from src[k] to each dst.
 
-    Returns a (k, len(dst)) array; column j is "VM k moved to host dst[j]" (dst == src: no
-    change).
+    `dst` is (j,): returns (k, j), column j is "VM k moved to host dst[j]"; or (k, 1): one
+    destination per VM, returns (k, 1). dst == src: no change.
     """
+    dst = dst[None, :] if dst.ndim == 1 else dst
     n = max(float(eligible.sum()), 1.0)
     l_e = load * eligible
     s1, s2 = float(l_e.sum()), float((l_e * load).sum())
     d_src = amount / cap[src]  # (k,)
-    d_dst = amount[:, None] / cap[dst][None, :]  # (k, len(dst))
+    d_dst = amount[:, None] / cap[dst]
     l_src = load[src]
     e_src = eligible[src]
     s1_k = s1 - e_src * d_src
     s2_k = s2 + e_src * ((l_src - d_src) ** 2 - l_src**2)
-    e_dst = eligible[dst][None, :]
-    l_dst = load[dst][None, :]
+    e_dst = eligible[dst]
+    l_dst = load[dst]
     s1_new = s1_k[:, None] + e_dst * d_dst
     s2_new = s2_k[:, None] + e_dst * ((l_dst + d_dst) ** 2 - l_dst**2)
     var = s2_new / n - (s1_new / n) ** 2
-    same = dst[None, :] == src[:, None]
+    same = dst == src[:, None]
     base = s2 / n - (s1 / n) ** 2
     return np.where(same, base, np.maximum(var, 0.0))
 
 
 def moved_imbalance(cluster: Cluster, policy: Policy, vms: I64, dst: I64 | None = None) -> F64:
-    """Imbalance after moving each of `vms` to each host (or each of `dst`): (len(vms), hosts)."""
+    """Imbalance after moving each of `vms` to each host (or each of `dst`): (len(vms), hosts).
+    A (len(vms), 1) `dst` gives one destination per VM: (len(vms), 1)."""
     if dst is None:
         dst = np.arange(cluster.n_hosts)
     cpu, mem = host_loads(cluster)
     eligible = cluster.host_eligible.astype(np.float64)
     src = cluster.vm_host[vms]
     w_cpu, w_mem = _weights(policy.cpu_weight, policy.mem_weight)
-    var = np.zeros((vms.size, dst.size))
+    var = np.zeros((vms.size, dst.shape[-1]))
     if w_cpu > 0:
         var += w_cpu * _moved_variance(cpu, cluster.host_cpu_cores, eligible,
                                        cluster.vm_cpu_cores[vms], src, dst)
@@ -171,3 +173,4 @@ def risk_delta(cluster: Cluster, policy: Policy, vms: I64) -> F64:
     delta = (src_after - risk[src])[:, None] + dst_after - risk[None, :]
     same = np.arange(c.n_hosts)[None, :] == src[:, None]
     return np.asarray(np.where(same, 0.0, delta))
+
