@@ -66,8 +66,9 @@ def move_budget(policy: Policy, cluster: Cluster) -> int:
 def _destinations(state: PlanState, vms: I64, penalty: F64) -> I64:
     """Hosts a step scores: all on a small cluster; on a large one the
     DESTINATIONS_PER_STEP least loaded hosts that may still receive, plus every host where
-    a candidate would break fewer soft rules than where it is (moving load to a cold host
-    is what lowers the imbalance; the rest of the row cannot win)."""
+    a candidate would break fewer soft rules than where it is. Moving load to a cold host
+    is what lowers the imbalance: on identical hosts balanced on one resource the rest of
+    the row cannot win; with two resources it is a heuristic."""
     c, p = state.cluster, state.policy
     if c.n_hosts <= 2 * DESTINATIONS_PER_STEP:
         return np.arange(c.n_hosts)
