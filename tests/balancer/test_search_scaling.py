@@ -96,3 +96,14 @@ def test_when_every_cold_host_refuses_the_search_looks_wider() -> None:
     result = plan(snap, Policy())
     assert [m.destination for m in result.moves if m.source == "h000"] == ["h050"]
     assert not violations(snap, result, Policy())
+
+
+def test_a_plan_stopped_by_the_scaled_budget_says_so() -> None:
+    """40 VMs on one of 20 hosts, no per-host limit in the way: the pass stops at its budget
+    of 16 moves (below the operator's ceiling) and the note names the budget, not the
+    setting."""
+    hosts = tuple(HostState(f"h{i:02d}", 8.0, 65536.0) for i in range(20))
+    vms = tuple(VmState(f"v{i}", "h00", 0.4, 512.0) for i in range(40))
+    result = plan(ClusterSnapshot(hosts, vms), Policy(max_moves_per_host=100))
+    assert len(result.moves) == 16
+    assert any("this pass's budget of 16 moves" in n for n in result.notes), result.notes
