@@ -69,18 +69,24 @@ def _destinations(state: PlanState, vms: I64, penalty: F64) -> I64:
     a candidate would break fewer soft rules than where it is. Moving load to a cold host
     is what lowers the imbalance: on identical hosts balanced on one resource the rest of
     the row cannot win; with two resources it is a heuristic."""
-    c, p = state.cluster, state.policy
+    c = state.cluster
     if c.n_hosts <= 2 * DESTINATIONS_PER_STEP:
         return np.arange(c.n_hosts)
-    cpu, mem = host_loads(c)
-    open_hosts = c.host_eligible & (state.in_count < c.host_max_in)
-    load = np.where(open_hosts, p.cpu_weight * cpu + p.mem_weight * mem, np.inf)
+    load = _open_host_load(state)
     coldest = np.argsort(load, kind="stable")[:DESTINATIONS_PER_STEP]
     keep = np.zeros(c.n_hosts, dtype=bool)
     keep[coldest[np.isfinite(load[coldest])]] = True
     here = penalty[np.arange(vms.size), c.vm_host[vms]]
-    keep |= (penalty < here[:, None]).any(axis=0) & open_hosts
+    keep |= (penalty < here[:, None]).any(axis=0) & np.isfinite(load)
     return np.flatnonzero(keep)
+
+
+def _open_host_load(state: PlanState) -> F64:
+    """Weighted CPU + memory load of each host that may still receive; inf for the others."""
+    c, p = state.cluster, state.policy
+    cpu, mem = host_loads(c)
+    open_hosts = c.host_eligible & (state.in_count < c.host_max_in)
+    return np.where(open_hosts, p.cpu_weight * cpu + p.mem_weight * mem, np.inf)
 
 
 def _shortlist(state: PlanState, vms: I64) -> I64:
@@ -89,11 +95,10 @@ def _shortlist(state: PlanState, vms: I64) -> I64:
     c, p = state.cluster, state.policy
     if vms.size <= p.candidates_per_step:
         return vms
-    cpu, mem = host_loads(c)
-    open_hosts = c.host_eligible & (state.in_count < c.host_max_in)
-    if not open_hosts.any():
+    load = _open_host_load(state)
+    if not np.isfinite(load).any():
         return vms[: p.candidates_per_step]
-    coldest = int(np.argmin(np.where(open_hosts, p.cpu_weight * cpu + p.mem_weight * mem, np.inf)))
+    coldest = int(np.argmin(load))
     pre = moved_imbalance(c, p, vms, np.array([coldest]))[:, 0]
     keep = np.argsort(pre, kind="stable")[: p.candidates_per_step]
     return vms[np.sort(keep)]

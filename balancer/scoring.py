@@ -173,4 +173,3 @@ def risk_delta(cluster: Cluster, policy: Policy, vms: I64) -> F64:
     delta = (src_after - risk[src])[:, None] + dst_after - risk[None, :]
     same = np.arange(c.n_hosts)[None, :] == src[:, None]
     return np.asarray(np.where(same, 0.0, delta))
-
